@@ -1,0 +1,168 @@
+"""The repeated blocks of the MobileNet family, as Keras layers."""
+
+import tf_keras as keras
+
+from mobilenets.errors import ModelError
+from mobilenets.layers import ChannelShuffle, ConvBNAct, DepthwiseBNAct, SqueezeExcite, make_divisible, register
+
+
+def check_divisible(layer_name, what, channels, groups):
+    if groups and channels % groups:
+        raise ModelError(
+            f"{layer_name}: {what} has {channels} channels, not divisible by groups={groups}; "
+            "pick groups that divide every layer's channels (e.g. 2 or 4) or another width_multiplier"
+        )
+
+
+@register
+class DepthwiseSeparable(keras.layers.Layer):
+    """3x3 depthwise conv then 1x1 pointwise conv, each with BN and ReLU6 (Howard et al. 2017, MobileNetV1, fig. 3)."""
+
+    def __init__(self, filters, strides=1, activation="relu6", bn_momentum=0.99, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.strides, self.activation, self.bn_momentum = filters, strides, activation, bn_momentum
+        self.depthwise = DepthwiseBNAct(3, strides, activation, bn_momentum, name="dw")
+        self.pointwise = ConvBNAct(filters, 1, activation=activation, bn_momentum=bn_momentum, name="pw")
+
+    def call(self, inputs, training=None):
+        return self.pointwise(self.depthwise(inputs, training=training), training=training)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+            "activation": self.activation,
+            "bn_momentum": self.bn_momentum,
+        }
+
+
+@register
+class InvertedResidual(keras.layers.Layer):
+    """Inverted residual with linear bottleneck (Sandler et al. 2018, MobileNetV2, table 1).
+
+    1x1 expansion -> kxk depthwise -> [squeeze-excite] -> 1x1 linear projection,
+    plus the input when shapes match. The same block serves MobileNetV3 (h-swish,
+    squeeze-excite; Howard et al. 2019), group-conv and learned-group-conv
+    MobileNetV2 (the two 1x1 convs take `*_groups` and `condense_factor`), and
+    IGCV3 (Sun et al. 2018: group convs, a channel shuffle after the expansion,
+    and a linear expansion).
+    """
+
+    def __init__(
+        self,
+        filters,
+        expansion=6.0,
+        expand=True,
+        kernel_size=3,
+        strides=1,
+        activation="relu6",
+        se_ratio=None,
+        expand_groups=1,
+        expand_condense_factor=None,
+        expand_activation="same",
+        shuffle_groups=None,
+        project_groups=1,
+        project_condense_factor=None,
+        bn_momentum=0.99,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters, self.expansion, self.expand_conv = filters, expansion, expand
+        if not expand and expansion != 1:
+            raise ModelError(f"{self.name}: a block without expansion conv needs expansion=1, got {expansion}")
+        self.kernel_size, self.strides, self.activation = kernel_size, strides, activation
+        self.se_ratio = se_ratio
+        self.expand_groups, self.expand_condense_factor = expand_groups, expand_condense_factor
+        self.expand_activation, self.shuffle_groups = expand_activation, shuffle_groups
+        self.project_groups, self.project_condense_factor = project_groups, project_condense_factor
+        self.bn_momentum = bn_momentum
+
+    def build(self, input_shape):
+        # Sublayers are created here, in call order, because the expansion's
+        # width depends on the input; weight lists then line up with
+        # keras.applications models.
+        self.in_channels = int(input_shape[-1])
+        self.expanded_channels = make_divisible(self.in_channels * self.expansion)
+        check_divisible(self.name, "expansion input", self.in_channels, self.expand_groups)
+        check_divisible(self.name, "expansion output", self.expanded_channels, self.expand_groups)
+        check_divisible(self.name, "shuffle", self.expanded_channels, self.shuffle_groups)
+        check_divisible(self.name, "projection input", self.expanded_channels, self.project_groups)
+        check_divisible(self.name, "projection output", self.filters, self.project_groups)
+        self.expand = None
+        if self.expand_conv:
+            self.expand = ConvBNAct(
+                self.expanded_channels,
+                1,
+                groups=self.expand_groups,
+                condense_factor=self.expand_condense_factor,
+                activation=self.activation if self.expand_activation == "same" else self.expand_activation,
+                bn_momentum=self.bn_momentum,
+                name="expand",
+            )
+        self.shuffle = ChannelShuffle(self.shuffle_groups, name="shuffle") if self.shuffle_groups else None
+        self.depthwise = DepthwiseBNAct(self.kernel_size, self.strides, self.activation, self.bn_momentum, name="dw")
+        self.squeeze_excite = None
+        if self.se_ratio:
+            self.squeeze_excite = SqueezeExcite(make_divisible(self.expanded_channels * self.se_ratio), name="se")
+        self.project = ConvBNAct(
+            self.filters,
+            1,
+            groups=self.project_groups,
+            condense_factor=self.project_condense_factor,
+            activation=None,
+            bn_momentum=self.bn_momentum,
+            name="project",
+        )
+        super().build(input_shape)
+
+    @property
+    def has_residual(self):
+        return self.strides == 1 and self.in_channels == self.filters
+
+    def call(self, inputs, training=None):
+        x = inputs
+        if self.expand is not None:
+            x = self.expand(x, training=training)
+        if self.shuffle is not None:
+            x = self.shuffle(x)
+        x = self.depthwise(x, training=training)
+        if self.squeeze_excite is not None:
+            x = self.squeeze_excite(x)
+        x = self.project(x, training=training)
+        return inputs + x if self.has_residual else x
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "expansion": self.expansion,
+            "expand": self.expand_conv,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "activation": self.activation,
+            "se_ratio": self.se_ratio,
+            "expand_groups": self.expand_groups,
+            "expand_condense_factor": self.expand_condense_factor,
+            "expand_activation": self.expand_activation,
+            "shuffle_groups": self.shuffle_groups,
+            "project_groups": self.project_groups,
+            "project_condense_factor": self.project_condense_factor,
+            "bn_momentum": self.bn_momentum,
+        }
+
+
+@register
+class IGCV3Block(InvertedResidual):
+    """Interleaved low-rank group convolutions (Sun et al. 2018, IGCV3, fig. 2).
+
+    1x1 group conv (G1 groups, linear) -> channel shuffle -> 3x3 depthwise
+    (ReLU6) -> 1x1 group conv (G2 groups, linear) -> residual.
+    """
+
+    def __init__(self, filters, expansion=6.0, strides=1, groups=2, **kwargs):
+        kwargs.setdefault("expand_groups", groups)
+        kwargs.setdefault("project_groups", groups)
+        kwargs.setdefault("shuffle_groups", groups)
+        kwargs.setdefault("expand_activation", None)
+        super().__init__(filters, expansion, strides=strides, **kwargs)

@@ -1,0 +1,327 @@
+"""Building-block layers shared by every MobileNet-family model.
+
+All layers are registered Keras serializables (package ``mobilenets``), so a
+saved model reloads without ``custom_objects``.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from mobilenets.errors import ModelError
+
+register = keras.saving.register_keras_serializable(package="mobilenets")
+
+
+def make_divisible(value, divisor=8, min_value=None):
+    """Rounds a channel count to a multiple of `divisor`, never dropping below 90%.
+
+    The rule of the TF-slim MobileNet code, used by MobileNetV2 and V3.
+    """
+    min_value = divisor if min_value is None else min_value
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def hard_sigmoid(x):
+    """relu6(x + 3) / 6 (Howard et al. 2019, MobileNetV3, eq. 1)."""
+    return tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def hard_swish(x):
+    """x * hard_sigmoid(x) (Howard et al. 2019, MobileNetV3)."""
+    return x * hard_sigmoid(x)
+
+
+ACTIVATIONS = {
+    "relu": tf.nn.relu,
+    "relu6": tf.nn.relu6,
+    "hswish": hard_swish,
+    None: None,
+}
+
+
+def get_activation(name):
+    if name not in ACTIVATIONS:
+        raise ModelError(f"unknown activation {name!r}; choose one of {sorted(k for k in ACTIVATIONS if k)} or None")
+    return ACTIVATIONS[name]
+
+
+@register
+class Activation(keras.layers.Layer):
+    """Element-wise activation by name: 'relu', 'relu6' or 'hswish'."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(**kwargs)
+        self.activation = activation
+        self._fn = get_activation(activation)
+
+    def call(self, inputs):
+        return self._fn(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "activation": self.activation}
+
+
+# Per-channel (mean, std) in raw [0, 255] pixel units. The model divides by
+# these in its first layer, so data pipelines and phone apps feed raw pixels.
+NORMALIZATIONS = {
+    "inception": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),  # to [-1, 1], as keras.applications
+    "imagenet": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+    "cifar10": ((125.307, 122.95, 113.865), (62.993, 62.089, 66.705)),
+    "cifar100": ((129.304, 124.07, 112.434), (68.17, 65.392, 70.418)),
+    "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
+}
+
+
+@register
+class Normalize(keras.layers.Layer):
+    """(x - mean) / std per channel; the model's first layer (raw pixels in)."""
+
+    def __init__(self, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), **kwargs):
+        super().__init__(**kwargs)
+        self.mean = tuple(float(m) for m in mean)
+        self.std = tuple(float(s) for s in std)
+
+    @classmethod
+    def named(cls, normalization, **kwargs):
+        if normalization not in NORMALIZATIONS:
+            raise ModelError(f"unknown normalization {normalization!r}; choose one of {sorted(NORMALIZATIONS)}")
+        mean, std = NORMALIZATIONS[normalization]
+        return cls(mean, std, **kwargs)
+
+    def call(self, inputs):
+        inputs = tf.cast(inputs, self.compute_dtype)
+        scale = tf.constant([1.0 / s for s in self.std], self.compute_dtype)
+        offset = tf.constant([-m / s for m, s in zip(self.mean, self.std)], self.compute_dtype)
+        return inputs * scale + offset
+
+    def get_config(self):
+        return {**super().get_config(), "mean": list(self.mean), "std": list(self.std)}
+
+
+def batch_norm(name, momentum=0.99):
+    return keras.layers.BatchNormalization(epsilon=1e-3, momentum=momentum, name=name)
+
+
+@register
+class ConvBNAct(keras.layers.Layer):
+    """Conv (no bias) -> BatchNorm -> activation.
+
+    `groups` > 1 gives a standard group convolution (GC); a `condense_factor`
+    makes the 1x1 conv a `LearnedGroupConv` (LGC) with that many groups.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size=1,
+        strides=1,
+        groups=1,
+        condense_factor=None,
+        activation="relu6",
+        bn_momentum=0.99,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
+        self.groups, self.condense_factor = groups, condense_factor
+        self.activation, self.bn_momentum = activation, bn_momentum
+        if condense_factor:
+            if kernel_size != 1 or strides != 1:
+                raise ModelError("learned group convolution is implemented for 1x1, stride-1 convs only")
+            self.conv = LearnedGroupConv(filters, groups, condense_factor, name="conv")
+        else:
+            self.conv = keras.layers.Conv2D(
+                filters, kernel_size, strides=strides, padding="same", groups=groups, use_bias=False, name="conv"
+            )
+        self.bn = batch_norm("bn", bn_momentum)
+        self.act = get_activation(activation)
+
+    def call(self, inputs, training=None):
+        x = self.bn(self.conv(inputs), training=training)
+        return self.act(x) if self.act else x
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "groups": self.groups,
+            "condense_factor": self.condense_factor,
+            "activation": self.activation,
+            "bn_momentum": self.bn_momentum,
+        }
+
+
+@register
+class DepthwiseBNAct(keras.layers.Layer):
+    """DepthwiseConv2D (no bias, TF SAME padding) -> BatchNorm -> activation."""
+
+    def __init__(self, kernel_size=3, strides=1, activation="relu6", bn_momentum=0.99, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size, self.strides = kernel_size, strides
+        self.activation, self.bn_momentum = activation, bn_momentum
+        self.conv = keras.layers.DepthwiseConv2D(
+            kernel_size, strides=strides, padding="same", use_bias=False, name="depthwise"
+        )
+        self.bn = batch_norm("bn", bn_momentum)
+        self.act = get_activation(activation)
+
+    def call(self, inputs, training=None):
+        x = self.bn(self.conv(inputs), training=training)
+        return self.act(x) if self.act else x
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "activation": self.activation,
+            "bn_momentum": self.bn_momentum,
+        }
+
+
+@register
+class SqueezeExcite(keras.layers.Layer):
+    """Squeeze-and-excite with a hard-sigmoid gate (Hu et al. 2018; MobileNetV3 sec. 5.3)."""
+
+    def __init__(self, squeeze_channels, **kwargs):
+        super().__init__(**kwargs)
+        self.squeeze_channels = squeeze_channels
+
+    def build(self, input_shape):
+        channels = int(input_shape[-1])
+        self.reduce = keras.layers.Conv2D(self.squeeze_channels, 1, name="reduce")
+        self.expand = keras.layers.Conv2D(channels, 1, name="expand")
+        super().build(input_shape)
+
+    def call(self, inputs):
+        x = tf.reduce_mean(inputs, axis=(1, 2), keepdims=True)
+        x = tf.nn.relu(self.reduce(x))
+        return inputs * hard_sigmoid(self.expand(x))
+
+    def get_config(self):
+        return {**super().get_config(), "squeeze_channels": self.squeeze_channels}
+
+
+@register
+class ChannelShuffle(keras.layers.Layer):
+    """Interleaves `groups` channel groups: reshape (G, C/G), transpose, flatten.
+
+    The permutation between the two group convolutions of IGCV3 (Sun et al.
+    2018) and ShuffleNet (Zhang et al. 2018).
+    """
+
+    def __init__(self, groups, **kwargs):
+        super().__init__(**kwargs)
+        self.groups = groups
+
+    def call(self, inputs):
+        height, width, channels = inputs.shape[1], inputs.shape[2], inputs.shape[3]
+        x = tf.reshape(inputs, [-1, height, width, self.groups, channels // self.groups])
+        x = tf.transpose(x, [0, 1, 2, 4, 3])
+        return tf.reshape(x, [-1, height, width, channels])
+
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}
+
+
+@register
+class ChannelGather(keras.layers.Layer):
+    """Selects (and may repeat or reorder) input channels by index."""
+
+    def __init__(self, indices, **kwargs):
+        super().__init__(**kwargs)
+        self.indices = [int(i) for i in indices]
+
+    def call(self, inputs):
+        return tf.gather(inputs, self.indices, axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "indices": self.indices}
+
+
+@register
+class LearnedGroupConv(keras.layers.Layer):
+    """1x1 learned group convolution (Huang et al. 2018, CondenseNet, sec. 3.1).
+
+    The kernel is multiplied by a non-trainable 0/1 mask. Output channel o
+    belongs to group o mod G. Each `condense_step` lets every group drop the
+    in/C input channels with the smallest summed |W * mask| over its outputs;
+    after C - 1 steps every group reads in/C inputs, so the layer equals a
+    standard group convolution over gathered inputs (see `mobilenets.condense`).
+    """
+
+    def __init__(self, filters, groups=4, condense_factor=4, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.groups, self.condense_factor = filters, groups, condense_factor
+        if groups < 1 or condense_factor < 1:
+            raise ModelError(f"groups ({groups}) and condense_factor ({condense_factor}) must be >= 1")
+        if filters % groups:
+            raise ModelError(f"{self.name}: {filters} output channels are not divisible by groups={groups}")
+
+    def build(self, input_shape):
+        in_channels = int(input_shape[-1])
+        if in_channels % self.condense_factor:
+            raise ModelError(
+                f"{self.name}: {in_channels} input channels are not divisible by condense_factor={self.condense_factor}"
+            )
+        self.kernel = self.add_weight(
+            "kernel", (1, 1, in_channels, self.filters), initializer="glorot_uniform", trainable=True
+        )
+        self.mask = self.add_weight("mask", (in_channels, self.filters), initializer="ones", trainable=False)
+        self.stage = self.add_weight("stage", (), dtype=tf.int32, initializer="zeros", trainable=False)
+        super().build(input_shape)
+
+    @property
+    def in_channels(self):
+        return int(self.kernel.shape[2])
+
+    def masked_kernel(self):
+        return self.kernel * tf.cast(self.mask, self.kernel.dtype)[None, None]
+
+    def call(self, inputs):
+        return tf.nn.conv2d(inputs, tf.cast(self.masked_kernel(), inputs.dtype), strides=1, padding="VALID")
+
+    def group_lasso(self):
+        """sum over groups g and inputs j of ||W[j, outputs of g]||_2 (CondenseNet eq. 2)."""
+        weight = tf.cast(self.masked_kernel()[0, 0], tf.float32)  # (in, out), HWIO
+        per_group = tf.reduce_sum(tf.reshape(tf.square(weight), [self.in_channels, -1, self.groups]), axis=1)
+        positive = per_group > 0
+        return tf.reduce_sum(tf.where(positive, tf.sqrt(tf.where(positive, per_group, 1.0)), 0.0))
+
+    def condense_step(self):
+        """Drops in/C inputs per group; returns False once C - 1 steps are done."""
+        if int(self.stage.numpy()) >= self.condense_factor - 1:
+            return False
+        weight = np.abs(self.masked_kernel()[0, 0].numpy())
+        mask = self.mask.numpy()
+        drop = self.in_channels // self.condense_factor
+        for group in range(self.groups):
+            importance = weight[:, group :: self.groups].sum(axis=1)
+            active = np.flatnonzero(mask[:, group :: self.groups].any(axis=1))
+            weakest = active[np.argsort(importance[active], kind="stable")[:drop]]
+            mask[weakest, group :: self.groups] = 0.0
+        self.mask.assign(mask)
+        self.stage.assign_add(1)
+        return True
+
+    def kept_inputs(self):
+        """Per group, the sorted input channels its outputs still read."""
+        mask = self.mask.numpy()
+        return [np.flatnonzero(mask[:, group :: self.groups].any(axis=1)) for group in range(self.groups)]
+
+    def sparsity(self):
+        return 1.0 - float(tf.reduce_mean(tf.cast(self.mask, tf.float32)))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "groups": self.groups,
+            "condense_factor": self.condense_factor,
+        }

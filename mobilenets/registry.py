@@ -1,0 +1,140 @@
+"""Every model name goes through here: `list_models()` and `build_model(name, ...)`."""
+
+import dataclasses
+from typing import Callable, Optional
+
+from mobilenets import builder, specs
+from mobilenets.errors import ModelError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """A registered name: its table and how its 1x1 convs are grouped.
+
+    block_options maps (groups, condense_factor) to per-block keyword
+    arguments: the GC / LGC / IGCV3 variants of the same table.
+    """
+
+    arch: specs.Architecture
+    description: str
+    minimal: bool = False
+    block_options: Optional[Callable[[int, int], dict]] = None
+    default_groups: int = 4
+
+
+def _gc(groups, condense_factor):
+    return {"expand_groups": groups, "project_groups": groups}
+
+
+def _lgc(groups, condense_factor):
+    return {
+        "expand_groups": groups,
+        "expand_condense_factor": condense_factor,
+        "project_groups": groups,
+        "project_condense_factor": condense_factor,
+    }
+
+
+def _lgc_projection(groups, condense_factor):
+    return {"project_groups": groups, "project_condense_factor": condense_factor}
+
+
+def _gc_expansion_lgc_projection(groups, condense_factor):
+    return {"expand_groups": groups, "project_groups": groups, "project_condense_factor": condense_factor}
+
+
+def _igcv3(groups, condense_factor):
+    return {"expand_groups": groups, "project_groups": groups, "shuffle_groups": groups}
+
+
+MODELS = {
+    "mobilenetv1": ModelEntry(specs.MOBILENET_V1, "MobileNetV1: depthwise-separable convs"),
+    "mobilenetv2": ModelEntry(specs.MOBILENET_V2, "MobileNetV2: inverted residuals, linear bottlenecks"),
+    "mobilenetv3_large": ModelEntry(specs.MOBILENET_V3_LARGE, "MobileNetV3-Large: h-swish, squeeze-excite"),
+    "mobilenetv3_small": ModelEntry(specs.MOBILENET_V3_SMALL, "MobileNetV3-Small: h-swish, squeeze-excite"),
+    "mobilenetv3_large_minimalistic": ModelEntry(
+        specs.MOBILENET_V3_LARGE, "MobileNetV3-Large minimalistic: 3x3, ReLU, no SE", minimal=True
+    ),
+    "mobilenetv3_small_minimalistic": ModelEntry(
+        specs.MOBILENET_V3_SMALL, "MobileNetV3-Small minimalistic: 3x3, ReLU, no SE", minimal=True
+    ),
+    "mobilenetv2_gc": ModelEntry(specs.MOBILENET_V2, "MobileNetV2, group conv (GC) expansion and projection", block_options=_gc),
+    "mobilenetv2_lgc": ModelEntry(
+        specs.MOBILENET_V2, "MobileNetV2, learned group conv (LGC) expansion and projection", block_options=_lgc
+    ),
+    "mobilenetv2_lgc_proj": ModelEntry(
+        specs.MOBILENET_V2, "MobileNetV2, learned group conv on the projection only", block_options=_lgc_projection
+    ),
+    "mobilenetv2_gc_lgc": ModelEntry(
+        specs.MOBILENET_V2, "MobileNetV2, GC expansion + LGC projection", block_options=_gc_expansion_lgc_projection
+    ),
+    "igcv3": ModelEntry(specs.IGCV3_D, "IGCV3-D: interleaved low-rank group convs", block_options=_igcv3, default_groups=2),
+}
+
+CONFIGS = {"imagenet": (224, 224, 3), "cifar": (32, 32, 3)}
+
+
+def list_models():
+    return sorted(MODELS)
+
+
+def get_entry(name):
+    if name not in MODELS:
+        raise ModelError(f"unknown model {name!r}; choose one of: {', '.join(list_models())}")
+    return MODELS[name]
+
+
+def is_learned_group_model(name):
+    options = get_entry(name).block_options
+    return bool(options and any(key.endswith("condense_factor") for key in options(1, 1)))
+
+
+def build_model(
+    name,
+    num_classes=1000,
+    input_shape=None,
+    width_multiplier=1.0,
+    dropout=0.0,
+    config="imagenet",
+    expansion=None,
+    groups=None,
+    condense_factor=4,
+    normalization="inception",
+    bn_momentum=0.99,
+    weights=None,
+):
+    """Builds a registered model; it takes raw 0..255 pixels and returns logits.
+
+    config: 'imagenet' (default input 224x224) or 'cifar' (32x32, seed strides).
+    expansion: replaces every expansion ratio t != 1 (the seed's 'V2 t=4').
+    groups / condense_factor: for the GC, LGC and IGCV3 variants (G1 = G2 for IGCV3).
+    weights: None, 'imagenet' or a keras.applications weights file (V1/V2/V3 only).
+    """
+    entry = get_entry(name)
+    if config not in CONFIGS:
+        raise ModelError(f"unknown config {config!r}; choose one of: {', '.join(CONFIGS)}")
+    input_shape = tuple(input_shape or CONFIGS[config])
+    if expansion is not None and not (isinstance(expansion, (int, float)) and expansion > 0):
+        raise ModelError(f"expansion must be a positive number, got {expansion!r}")
+    if entry.arch.stages[1].block == "ds" and expansion is not None:
+        raise ModelError(f"{name} has no expansion ratio; drop expansion= or pick a MobileNetV2-family model")
+    groups = entry.default_groups if groups is None else groups
+    if not isinstance(groups, int) or groups < 1 or not isinstance(condense_factor, int) or condense_factor < 1:
+        raise ModelError(f"groups and condense_factor must be positive integers, got {groups!r}, {condense_factor!r}")
+    arch = builder.architecture(entry.arch, config, expansion, entry.minimal)
+    model = builder.build(
+        arch,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        width_multiplier=width_multiplier,
+        dropout=dropout,
+        normalization=normalization,
+        bn_momentum=bn_momentum,
+        block_options=entry.block_options(groups, condense_factor) if entry.block_options else None,
+        name=name,
+    )
+    if weights is not None:
+        from mobilenets import pretrained
+
+        pretrained.load_keras_applications_weights(model, name, weights, width_multiplier, input_shape, num_classes)
+    return model
