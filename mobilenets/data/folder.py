@@ -1,0 +1,153 @@
+"""A class-per-folder tree of JPEG/PNG files: `root/<split>/<class_name>/*.jpg`.
+
+Class names sorted alphabetically give the label ids, taken from the train
+folder so that every split agrees. Works for any custom dataset, and for
+ImageNet arranged this way. Unreadable images are skipped, counted and
+reported in one warning rather than stopping a training run.
+"""
+
+import dataclasses
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from mobilenets.data.common import IMAGE_EXTENSIONS, DatasetInfo, Source, read_image, require_path, resolve_split
+from mobilenets.errors import DataError
+
+DEFAULT_IMAGE_SIZE = (224, 224)
+DEFAULT_AUGMENT = "inception"
+EVAL_CROP_FRACTION = 0.875
+SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test": ("test",)}
+SPLITS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
+FULL_CHECK_LIMIT = 10_000  # validate='auto' decodes every image up to this many files, else checks headers
+MAGIC_BYTES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
+HOW_TO = "arrange the images as ROOT/<split>/<class_name>/*.jpg (or .png) and pass data_dir=ROOT"
+
+
+class SkippedImagesWarning(UserWarning):
+    """Some images of a folder tree could not be read and were left out."""
+
+
+@dataclasses.dataclass
+class FolderScan:
+    paths: list
+    labels: np.ndarray
+    class_names: list
+    skipped: list  # unreadable files left out
+
+
+def split_dir(root, split):
+    """The folder of `split` under `root` ('validation' may be spelt 'val'), or None."""
+    for folder in SPLIT_FOLDERS[split]:
+        if os.path.isdir(os.path.join(root, folder)):
+            return os.path.join(root, folder)
+    return None
+
+
+def class_names(root, split):
+    """Sorted class folder names, from the train split when there is one."""
+    directory = split_dir(root, "train") or split_dir(root, split)
+    if directory is None:
+        raise DataError(f"{root} has no '{split}' folder (looked for {'/'.join(SPLIT_FOLDERS[split])}); {HOW_TO}")
+    names = sorted(e.name for e in os.scandir(directory) if e.is_dir())
+    if not names:
+        raise DataError(f"{directory} has no class sub-folders; {HOW_TO}")
+    return names
+
+
+def scan_folder(root, split, validate="auto"):
+    """Lists a split's images with their labels; drops (and warns about) unreadable ones.
+
+    validate: 'full' decodes every image up front; 'header' only checks each
+    file starts like a JPEG/PNG; 'none' checks nothing; 'auto' is 'full' up to
+    FULL_CHECK_LIMIT files, else 'header'. Files that pass a light check yet
+    fail to decode later are dropped by the pipeline without being counted.
+    """
+    root = require_path(root, "image folder", HOW_TO)
+    split = resolve_split(split, SPLITS, f"image folder {root}")
+    names = class_names(root, split)
+    directory = split_dir(root, split)
+    if directory is None:
+        raise DataError(f"{root} has no '{split}' folder (looked for {'/'.join(SPLIT_FOLDERS[split])}); {HOW_TO}")
+    paths, labels = [], []
+    for entry in sorted(e.name for e in os.scandir(directory) if e.is_dir()):
+        if entry not in names:
+            raise DataError(f"{os.path.join(directory, entry)} is a class the train split does not have; {HOW_TO}")
+        label = names.index(entry)
+        for folder, subfolders, files in os.walk(os.path.join(directory, entry)):
+            subfolders.sort()
+            for f in sorted(files):
+                if f.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(os.path.join(folder, f))
+                    labels.append(label)
+    if not paths:
+        raise DataError(f"{directory} has no .jpg/.jpeg/.png images in its class folders; {HOW_TO}")
+    if validate == "auto":
+        validate = "full" if len(paths) <= FULL_CHECK_LIMIT else "header"
+    checks = {"full": _decodes, "header": _has_image_header, "none": None}
+    if validate not in checks:
+        raise DataError(f"validate must be one of {sorted(checks) + ['auto']}, got '{validate}'")
+    ok = checks[validate](paths) if checks[validate] else np.ones(len(paths), bool)
+    skipped = [p for p, good in zip(paths, ok) if not good]
+    if skipped:
+        warnings.warn(
+            f"skipped {len(skipped)} of {len(paths)} images in {directory} that cannot be decoded "
+            f"(first: {skipped[0]}); delete or replace them",
+            SkippedImagesWarning,
+            stacklevel=2,
+        )
+    if len(skipped) == len(paths):
+        raise DataError(f"none of the {len(paths)} images in {directory} can be decoded (first: {paths[0]}); {HOW_TO}")
+    kept = np.flatnonzero(ok)
+    return FolderScan([paths[i] for i in kept], np.asarray(labels, np.int32)[kept], names, skipped)
+
+
+def _has_image_header(paths):
+    def check(path):
+        try:
+            with open(path, "rb") as f:
+                return f.read(8).startswith(MAGIC_BYTES)
+        except OSError:
+            return False
+
+    return np.array([check(p) for p in paths], bool)
+
+
+def _decodes(paths):
+    """Whether each file decodes, checked in parallel by tf.data."""
+    indexed = tf.data.Dataset.from_tensor_slices((np.arange(len(paths)), paths))
+    decoded = indexed.map(
+        lambda i, p: (i, tf.shape(read_image(p))[0]), num_parallel_calls=tf.data.AUTOTUNE
+    ).ignore_errors()
+    ok = np.zeros(len(paths), bool)
+    for indices, _ in decoded.batch(4096).as_numpy_iterator():
+        ok[indices] = True
+    return ok
+
+
+def info(name, data_dir=None):
+    if data_dir is None:
+        return DatasetInfo(name, None, DEFAULT_IMAGE_SIZE, {}, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
+    root = require_path(data_dir, "image folder", HOW_TO)
+    splits = {}
+    for split in SPLIT_FOLDERS:
+        directory = split_dir(root, split)
+        if directory:
+            splits[split] = sum(
+                f.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(directory) for f in files
+            )
+    num_classes = len(class_names(root, "train" if "train" in splits else next(iter(splits), "train")))
+    return DatasetInfo(name, num_classes, DEFAULT_IMAGE_SIZE, splits, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
+
+
+def load(request, *, validate="auto"):
+    """Source over the images of one split (see `scan_folder` for `validate`)."""
+    return folder_source(scan_folder(request.data_dir, request.split, validate))
+
+
+def folder_source(scan):
+    """Source whose records are file paths, read and decoded after shuffling."""
+    examples = tf.data.Dataset.from_tensor_slices((scan.paths, scan.labels))
+    return Source(examples, len(scan.paths), decode=read_image, full_shuffle=True, skip_errors=True)

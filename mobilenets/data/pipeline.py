@@ -1,0 +1,141 @@
+"""`make_dataset`: one entry point from a dataset name to batched, prefetched
+(image, label) pairs.
+
+Output convention (shared with the models): images float32 NHWC in the raw
+pixel range [0, 255] (the model normalizes in its first layer), labels int32
+of shape (batch,). Training: seeded shuffle that changes every epoch,
+augmentation, `drop_remainder=True`. Evaluation: file order, no augmentation,
+every example kept.
+"""
+
+import inspect
+import numbers
+
+import tensorflow as tf
+
+from mobilenets.data import cifar, folder, imagenet, npz, synthetic
+from mobilenets.data.augment import center_crop, get_augmentation
+from mobilenets.data.common import Request
+from mobilenets.errors import ConfigError, DataError
+
+SOURCES = {
+    "cifar10": cifar,
+    "cifar100": cifar,
+    "imagenet2012": imagenet,
+    "folder": folder,
+    "npz": npz,
+    "synthetic": synthetic,
+}
+ALIASES = {"imagenet": "imagenet2012", "cifar-10": "cifar10", "cifar-100": "cifar100"}
+DEFAULT_SHUFFLE_BUFFER = 10_000  # for records too large to shuffle a whole split at once
+DEFAULT_IMAGE_SIZE = (224, 224)  # when the images have no common native size
+
+
+def list_datasets():
+    """Names accepted by `make_dataset` and `dataset_info`."""
+    return sorted(SOURCES)
+
+
+def dataset_info(name, data_dir=None, **options):
+    """DatasetInfo(name, num_classes, image_size, splits, default_augment, eval_crop_fraction).
+
+    Files are only read where the answer depends on them ('folder', 'npz').
+    """
+    name, module = _source(name)
+    _check_options(name, module.info, options)
+    return module.info(name, data_dir, **options)
+
+
+def make_dataset(
+    name,
+    split,
+    batch_size,
+    training,
+    data_dir=None,
+    image_size=None,
+    seed=0,
+    *,
+    augment=None,
+    eval_crop_fraction=None,
+    shuffle_buffer=None,
+    **options,
+):
+    """A tf.data.Dataset of (images float32 (B, H, W, 3) in [0, 255], labels int32 (B,)).
+
+    name: one of `list_datasets()`; split: 'train', 'validation'/'val' or 'test'
+        (CIFAR's 'validation' is its test set).
+    data_dir: where the data is; what each source accepts is in its module
+        docstring (archives, extracted folders, TFRecord shards, a tfds dir...).
+    image_size: int or (height, width); default: the images' native size, else 224.
+    seed: shuffling and augmentation seed; same seed, same batches, epoch by epoch.
+    augment: training augmentation, a key of AUGMENTATIONS (default per dataset).
+    eval_crop_fraction: evaluation central crop (default per dataset: 1.0 CIFAR, 0.875 ImageNet).
+    shuffle_buffer: default: the whole split when records are small, else 10,000.
+    options: source-specific, e.g. download (CIFAR), label_offset / manual_dir
+        (ImageNet), validate (folder trees), validation_fraction / split_seed
+        (npz), num_classes / num_examples (synthetic).
+    """
+    name, module = _source(name)
+    _check_options(name, module.load, options)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    size = _image_size(image_size)
+    request = Request(name, str(split), None if data_dir is None else str(data_dir), bool(training), int(seed), size)
+    source = module.load(request, **options)
+    size = size or source.native_size or DEFAULT_IMAGE_SIZE
+    if source.num_examples == 0 or (training and source.num_examples is not None and source.num_examples < batch_size):
+        raise DataError(
+            f"{name} '{split}' has {source.num_examples} examples, fewer than batch_size {batch_size}: "
+            f"training would see no batch; lower batch_size"
+        )
+
+    examples = source.examples.cache() if source.cache else source.examples
+    decode = source.decode or (lambda image: image)
+    if training:
+        buffer = shuffle_buffer or (
+            source.num_examples if source.full_shuffle and source.num_examples else DEFAULT_SHUFFLE_BUFFER
+        )
+        transform = get_augmentation(augment or module.DEFAULT_AUGMENT)
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        examples = tf.data.Dataset.zip(
+            (examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True), seeds)
+        )
+        batches = examples.map(
+            lambda example, pair: (transform(decode(example[0]), size, pair), example[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    else:
+        fraction = module.EVAL_CROP_FRACTION if eval_crop_fraction is None else eval_crop_fraction
+        if not 0.0 < fraction <= 1.0:
+            raise ConfigError(f"eval_crop_fraction must be in (0, 1], got {fraction}")
+        batches = examples.map(
+            lambda record, label: (center_crop(decode(record), size, fraction), label),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    if source.skip_errors:
+        batches = batches.ignore_errors()
+    batches = batches.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def _source(name):
+    key = ALIASES.get(str(name).lower(), str(name).lower())
+    if key not in SOURCES:
+        raise ConfigError(f"unknown dataset '{name}'; choose one of {list_datasets()}")
+    return key, SOURCES[key]
+
+
+def _check_options(name, function, options):
+    accepted = [p.name for p in inspect.signature(function).parameters.values() if p.kind == p.KEYWORD_ONLY]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ConfigError(f"dataset '{name}' has no option '{unknown[0]}'; it accepts {accepted}")
+
+
+def _image_size(image_size):
+    if image_size is None:
+        return None
+    size = (image_size, image_size) if isinstance(image_size, numbers.Integral) else tuple(image_size)
+    if len(size) != 2 or not all(isinstance(s, numbers.Integral) and s > 0 for s in size):
+        raise ConfigError(f"image_size must be an int or (height, width) of positive ints, got {image_size!r}")
+    return tuple(int(s) for s in size)
