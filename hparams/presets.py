@@ -1,0 +1,343 @@
+"""Named presets: one per published training recipe, each citing its source and result.
+
+    cfg = get_preset("cifar100_mobilenetv2_lgc")         # the TF LGC seed's recipe
+    cfg = default_preset_for_model("mobilenetv3_small")  # what `train.py --model ...` uses
+
+Run any preset with `python train.py --preset NAME` (or `--model MODEL` for its default);
+change values with `-o section.key=value` (see hparams.overrides).
+
+Sources, cited by the presets below:
+  [seed]  The TensorFlow MobileNetV2-LGC repository (this project's seed): CIFAR-100 table and
+          hyperparameters (lr 0.1 cosine per batch, Nesterov 0.9, wd 1e-4, batch 64, 400 epochs,
+          keep_prob 0.9, group 4, condense_factor 4, lasso_decay 1e-5).
+  [igcv3] Sun, Li, Liu, Wang. "IGCV3: Interleaved Low-Rank Group Convolutions for Efficient Deep
+          Neural Networks", BMVC 2018; github.com/homles11/IGCV3 (CIFAR-10/100 table).
+  [dli14] github.com/d-li14/mobilenetv2.pytorch, README "Training" (ImageNet MobileNetV2).
+  [tv]    github.com/pytorch/vision references/classification/README.md (MobileNetV3 recipe).
+  [v1]    Howard et al. "MobileNets", arXiv:1704.04861, sec. 4; the Inception-V3 RMSProp recipe
+          it follows (Szegedy et al. 2016, sec. 8) and TF-slim's mobilenet_v1_train.py.
+"""
+
+import dataclasses
+
+from mobilenets.errors import ConfigError
+
+from .config import MODEL_NAMES, Config, DataConfig, LGCConfig, ModelConfig, OptimizerConfig, did_you_mean
+from .config import RegularizationConfig, RunConfig, ScheduleConfig
+
+_PRESETS = {}
+
+
+def register_preset(name):
+    """Decorator: registers a zero-argument function returning a Config under `name`.
+
+    The function's docstring is the preset's description (source, command, accuracy).
+    """
+
+    def wrap(fn):
+        if name in _PRESETS:
+            raise ValueError(f"preset {name!r} registered twice")
+        if not (fn.__doc__ or "").strip():
+            raise ValueError(f"preset {name!r} needs a docstring citing its source and accuracy")
+        _PRESETS[name] = fn
+        return fn
+
+    return wrap
+
+
+def list_presets():
+    """Names of all registered presets, sorted."""
+    return sorted(_PRESETS)
+
+
+def _lookup(name):
+    if not isinstance(name, str) or name not in _PRESETS:
+        raise ConfigError(f"unknown preset {name!r}{did_you_mean(str(name), _PRESETS)}; valid presets: {', '.join(list_presets())}")
+    return _PRESETS[name]
+
+
+def get_preset(name):
+    """A fresh Config for preset `name`; ConfigError listing the valid names if it is unknown."""
+    return _lookup(name)()
+
+
+def describe_preset(name):
+    """The preset's description: source, recipe and the accuracy it reaches."""
+    return " ".join(_lookup(name).__doc__.split())
+
+
+# ----- default preset per model ------------------------------------------------------------------
+# Every model defaults to a CIFAR-100 recipe (the seed's benchmark, downloadable in minutes, so
+# `train.py --model X` runs anywhere and results compare across the family). ImageNet recipes
+# are available by name.
+DEFAULT_PRESET_FOR_MODEL = {
+    "mobilenetv1": "cifar100_mobilenetv1",
+    "mobilenetv2": "cifar100_mobilenetv2",
+    "mobilenetv3_large": "cifar100_mobilenetv3_large",
+    "mobilenetv3_small": "cifar100_mobilenetv3_small",
+    "mobilenetv3_large_minimalistic": "cifar100_mobilenetv3_large",
+    "mobilenetv3_small_minimalistic": "cifar100_mobilenetv3_small",
+    "mobilenetv2_gc": "cifar100_mobilenetv2_gc",
+    "mobilenetv2_lgc": "cifar100_mobilenetv2_lgc",
+    "mobilenetv2_lgc_proj": "cifar100_mobilenetv2_lgc_proj",
+    "mobilenetv2_gc_lgc": "cifar100_mobilenetv2_gc_lgc",
+    "igcv3": "cifar100_igcv3",
+}
+assert set(DEFAULT_PRESET_FOR_MODEL) == set(MODEL_NAMES)
+
+
+def default_preset_name(model_name):
+    """Name of the preset `train.py --model model_name` starts from."""
+    if not isinstance(model_name, str) or model_name not in DEFAULT_PRESET_FOR_MODEL:
+        raise ConfigError(f"unknown model {model_name!r}{did_you_mean(str(model_name), MODEL_NAMES)}; "
+                          f"valid models: {', '.join(MODEL_NAMES)}")
+    return DEFAULT_PRESET_FOR_MODEL[model_name]
+
+
+def default_preset_for_model(model_name):
+    """The model's default preset, with `model.name` set to `model_name`."""
+    config = get_preset(default_preset_name(model_name))
+    return dataclasses.replace(config, model=dataclasses.replace(config.model, name=model_name))
+
+
+# ----- recipes -----------------------------------------------------------------------------------
+
+
+def _seed_cifar_recipe(dataset, model, **model_kw):
+    """The TF LGC seed's CIFAR recipe: SGD Nesterov 0.9, lr 0.1 cosine per batch, wd 1e-4,
+    batch 64, 400 epochs, keep_prob 0.9 (dropout 0.1), standard pad-crop-flip augmentation."""
+    return Config(
+        model=ModelConfig(name=model, config="cifar", input_size=32, dropout=0.1, normalization=dataset, **model_kw),
+        data=DataConfig(dataset=dataset, augmentation="cifar", validation_fraction=0.0, cache=True,
+                        shuffle_buffer=50000, eval_crop_fraction=1.0),
+        optimizer=OptimizerConfig(name="sgd", lr=0.1, momentum=0.9, nesterov=True),
+        schedule=ScheduleConfig(epochs=400, batch_size=64, warmup_epochs=0.0, decay="cosine", per_batch=True,
+                                min_lr=0.0),
+        regularization=RegularizationConfig(weight_decay=1e-4, weight_decay_skip_bn_and_bias=False,
+                                            label_smoothing=0.0),
+        run=RunConfig(),
+    )
+
+
+def _seed_lgc_recipe(model):
+    """The seed's CIFAR-100 recipe plus its LGC values: groups 4, condense factor 4, lasso 1e-5."""
+    config = _seed_cifar_recipe("cifar100", model, groups=4, condense_factor=4)
+    return dataclasses.replace(config, lgc=LGCConfig(lasso_decay=1e-5, schedule="condensenet"))
+
+
+@register_preset("cifar100_mobilenetv2_lgc")
+def cifar100_mobilenetv2_lgc():
+    """MobileNetV2 with learned group convolutions on CIFAR-100, the TF LGC seed's recipe [seed]:
+    SGD Nesterov momentum 0.9, lr 0.1 cosine decay per batch, weight decay 1e-4, batch 64,
+    400 epochs, dropout 0.1 (keep_prob 0.9), groups 4, condense factor 4, group-lasso decay 1e-5,
+    CondenseNet condensation schedule (epochs 66.7/133.3/200; the seed's fixed [66, 132, 198] is
+    lgc.schedule=fixed_epochs lgc.fixed_epochs=[66,132,198]). Reaches 76.30 top-1 (1.074M params,
+    119M mult-adds) [seed]. Run: python train.py --model mobilenetv2_lgc
+    """
+    return _seed_lgc_recipe("mobilenetv2_lgc")
+
+
+@register_preset("cifar100_mobilenetv2_lgc_proj")
+def cifar100_mobilenetv2_lgc_proj():
+    """MobileNetV2 with LGC on the projection 1x1 convs only, CIFAR-100, the seed's recipe (see
+    cifar100_mobilenetv2_lgc). Reaches 77.20 top-1 (1.638M params, 215M mult-adds) [seed].
+    """
+    return _seed_lgc_recipe("mobilenetv2_lgc_proj")
+
+
+@register_preset("cifar100_mobilenetv2_gc_lgc")
+def cifar100_mobilenetv2_gc_lgc():
+    """MobileNetV2 with group-conv expansion and LGC projection, CIFAR-100, the seed's recipe (see
+    cifar100_mobilenetv2_lgc). Reaches 76.60 top-1 (1.074M params, 119M mult-adds) [seed].
+    """
+    return _seed_lgc_recipe("mobilenetv2_gc_lgc")
+
+
+@register_preset("cifar100_mobilenetv2")
+def cifar100_mobilenetv2():
+    """MobileNetV2 (CIFAR stem) on CIFAR-100 with the seed's recipe: SGD Nesterov 0.9, lr 0.1 cosine
+    per batch, wd 1e-4, batch 64, 400 epochs, dropout 0.1. Reaches 77.40 top-1 (2.36M params, 314M
+    mult-adds) [seed]; the IGCV3 paper reports 77.09 for its MobileNetV2 [igcv3]. model.expansion=4
+    gives 76.00 and model.expansion=1 gives 74.32 [seed].
+    """
+    return _seed_cifar_recipe("cifar100", "mobilenetv2")
+
+
+@register_preset("cifar10_mobilenetv2")
+def cifar10_mobilenetv2():
+    """MobileNetV2 (CIFAR stem) on CIFAR-10 with the seed's CIFAR recipe (SGD Nesterov 0.9, lr 0.1
+    cosine per batch, wd 1e-4, batch 64, 400 epochs, dropout 0.1). The IGCV3 paper reports 94.56
+    top-1 for MobileNetV2 (2.3M params) [igcv3]; its exact CIFAR schedule is not in its README,
+    so this reuses the seed's.
+    """
+    return _seed_cifar_recipe("cifar10", "mobilenetv2")
+
+
+@register_preset("cifar100_igcv3")
+def cifar100_igcv3():
+    """IGCV3-D (G1 = G2 = 2 group 1x1 convs, channel permutation) on CIFAR-100 with the seed's CIFAR
+    recipe. The IGCV3 paper reports 77.95 top-1 for IGCV3-D 1.0x (2.4M params) [igcv3].
+    """
+    return _seed_cifar_recipe("cifar100", "igcv3", groups=2)
+
+
+@register_preset("cifar10_igcv3")
+def cifar10_igcv3():
+    """IGCV3-D on CIFAR-10 with the seed's CIFAR recipe. The IGCV3 paper reports 94.96 top-1 for
+    IGCV3-D 1.0x (2.4M params) [igcv3].
+    """
+    return _seed_cifar_recipe("cifar10", "igcv3", groups=2)
+
+
+@register_preset("cifar100_mobilenetv1")
+def cifar100_mobilenetv1():
+    """MobileNetV1 (CIFAR stem) on CIFAR-100 with the seed's recipe. Reaches 77.10 top-1 at width
+    1.0 (3.3M params, 627M mult-adds); model.width_multiplier=0.5 gives 75.30 and 0.25 gives 72.58
+    [seed].
+    """
+    return _seed_cifar_recipe("cifar100", "mobilenetv1")
+
+
+@register_preset("cifar100_mobilenetv2_gc")
+def cifar100_mobilenetv2_gc():
+    """MobileNetV2 with 4-group (fixed, not learned) expansion 1x1 convs on CIFAR-100, the seed's
+    recipe. No published top-1 for this variant alone; the seed's GC-expansion + LGC-projection
+    model reaches 76.60 and plain MobileNetV2 77.40 [seed].
+    """
+    return _seed_cifar_recipe("cifar100", "mobilenetv2_gc", groups=4)
+
+
+@register_preset("cifar100_mobilenetv3_large")
+def cifar100_mobilenetv3_large():
+    """MobileNetV3-Large (CIFAR stem) on CIFAR-100 with the seed's CIFAR recipe, so it compares with
+    the seed's table. No published CIFAR-100 top-1 for this model; the default for
+    mobilenetv3_large and mobilenetv3_large_minimalistic.
+    """
+    return _seed_cifar_recipe("cifar100", "mobilenetv3_large")
+
+
+@register_preset("cifar100_mobilenetv3_small")
+def cifar100_mobilenetv3_small():
+    """MobileNetV3-Small (CIFAR stem) on CIFAR-100 with the seed's CIFAR recipe. No published
+    CIFAR-100 top-1 for this model; the default for mobilenetv3_small and
+    mobilenetv3_small_minimalistic.
+    """
+    return _seed_cifar_recipe("cifar100", "mobilenetv3_small")
+
+
+def _imagenet(model, optimizer, schedule, regularization, dropout, bn_momentum=0.99):
+    return Config(
+        model=ModelConfig(name=model, config="imagenet", input_size=224, dropout=dropout, normalization="inception",
+                          bn_momentum=bn_momentum),
+        data=DataConfig(dataset="imagenet", augmentation="inception", validation_fraction=0.0, cache=False,
+                        shuffle_buffer=10000, eval_crop_fraction=0.875),
+        optimizer=optimizer,
+        schedule=schedule,
+        regularization=regularization,
+        run=RunConfig(),
+    )
+
+
+@register_preset("imagenet_mobilenetv2")
+def imagenet_mobilenetv2():
+    """MobileNetV2 1.0 on ImageNet, d-li14's efficient recipe [dli14]: SGD momentum 0.9, batch 256,
+    150 epochs, lr 0.05 cosine decay per batch, weight decay 4e-5, no dropout, plain cross-entropy
+    (its imagenet.py has no label smoothing), PyTorch BatchNorm momentum (0.9 here). Reaches 72.19
+    top-1 / 90.53 top-5 (paper: 72.0). Label smoothing, often added: regularization.label_smoothing=0.1.
+    """
+    return _imagenet(
+        "mobilenetv2",
+        OptimizerConfig(name="sgd", lr=0.05, momentum=0.9, nesterov=False),
+        ScheduleConfig(epochs=150, batch_size=256, warmup_epochs=0.0, decay="cosine", per_batch=True),
+        RegularizationConfig(weight_decay=4e-5, weight_decay_skip_bn_and_bias=False, label_smoothing=0.0),
+        dropout=0.0,
+        bn_momentum=0.9,
+    )
+
+
+@register_preset("imagenet_mobilenetv2_long")
+def imagenet_mobilenetv2_long():
+    """MobileNetV2 1.0 on ImageNet, d-li14's longer recipe [dli14]: batch 1024, lr 0.4 after a
+    5-epoch linear warm-up, 250 epochs, cosine decay, dropout 0.2 before the classifier, weight
+    decay 4e-5 not applied to biases and BatchNorm, SGD momentum 0.9, BatchNorm momentum 0.9.
+    Reaches 72.83 top-1 / 91.06 top-5. (The README says the warm-up starts at 0.1; its code, and
+    this preset, ramp linearly from 0.)
+    """
+    return _imagenet(
+        "mobilenetv2",
+        OptimizerConfig(name="sgd", lr=0.4, momentum=0.9, nesterov=False),
+        ScheduleConfig(epochs=250, batch_size=1024, warmup_epochs=5.0, decay="cosine", per_batch=True),
+        RegularizationConfig(weight_decay=4e-5, weight_decay_skip_bn_and_bias=True, label_smoothing=0.0),
+        dropout=0.2,
+        bn_momentum=0.9,
+    )
+
+
+def _torchvision_mobilenetv3(model):
+    return _imagenet(
+        model,
+        OptimizerConfig(name="rmsprop", lr=0.064, momentum=0.9, rho=0.9, epsilon=1e-3),
+        ScheduleConfig(epochs=600, batch_size=1024, warmup_epochs=0.0, decay="step", per_batch=False,
+                       decay_rate=0.973, decay_epochs=2.0),
+        RegularizationConfig(weight_decay=1e-5, weight_decay_skip_bn_and_bias=False, label_smoothing=0.0),
+        dropout=0.2,
+    )
+
+
+@register_preset("imagenet_mobilenetv3_large")
+def imagenet_mobilenetv3_large():
+    """MobileNetV3-Large 1.0 on ImageNet, torchvision's reproduced RMSProp recipe [tv] (the paper's
+    own recipe needs batch 4096 on TPUs): RMSProp momentum 0.9, rho 0.9, eps 0.0316 (1e-3 in
+    tf_keras' convention), lr 0.064 for batch 1024 (8 x 128), x0.973 every 2 epochs, 600 epochs,
+    weight decay 1e-5, dropout 0.2, BatchNorm momentum 0.99. torchvision reaches 74.04 top-1 (paper 75.2) using also
+    AutoAugment, random erasing 0.2 and averaging the last 3 improving checkpoints, which this
+    preset's 'inception' augmentation lacks: expect somewhat less.
+    """
+    return _torchvision_mobilenetv3("mobilenetv3_large")
+
+
+@register_preset("imagenet_mobilenetv3_small")
+def imagenet_mobilenetv3_small():
+    """MobileNetV3-Small 1.0 on ImageNet, torchvision's reproduced RMSProp recipe [tv] (same values
+    as imagenet_mobilenetv3_large). torchvision reaches 67.67 top-1 (paper 67.4) with AutoAugment,
+    random erasing and checkpoint averaging, which this preset lacks: expect somewhat less.
+    """
+    return _torchvision_mobilenetv3("mobilenetv3_small")
+
+
+@register_preset("imagenet_mobilenetv1")
+def imagenet_mobilenetv1():
+    """MobileNetV1 1.0 on ImageNet, the paper's recipe [v1]: RMSProp (rho 0.9, momentum 0.9,
+    epsilon 1.0 as in Inception-V3), lr 0.045 decayed x0.94 every 2.5 epochs (TF-slim
+    mobilenet_v1_train.py), weight decay 4e-5 (TF-slim), dropout 0.001 (TF-slim keep_prob 0.999),
+    Inception crop augmentation. The paper reports 70.6 top-1 but not its batch size or length
+    (it trained asynchronously); batch 256 and 200 epochs here are this project's choice.
+    """
+    return _imagenet(
+        "mobilenetv1",
+        OptimizerConfig(name="rmsprop", lr=0.045, momentum=0.9, rho=0.9, epsilon=1.0),
+        ScheduleConfig(epochs=200, batch_size=256, warmup_epochs=0.0, decay="step", per_batch=False,
+                       decay_rate=0.94, decay_epochs=2.5),
+        RegularizationConfig(weight_decay=4e-5, weight_decay_skip_bn_and_bias=False, label_smoothing=0.0),
+        dropout=0.001,
+    )
+
+
+@register_preset("smoke")
+def smoke():
+    """Smoke test, not a recipe: MobileNetV2 (CIFAR stem) on 64 synthetic 32x32 images of 10
+    classes, 2 epochs of at most 2 steps of batch 8, SGD lr 0.01, evaluated on the synthetic
+    validation split. Checks that a model builds, trains, checkpoints and evaluates end to end in
+    seconds; accuracy is meaningless. Run: python train.py --preset smoke [-o model.name=...]
+    """
+    return Config(
+        model=ModelConfig(name="mobilenetv2", config="cifar", input_size=32, dropout=0.0, num_classes=10,
+                          normalization="inception"),
+        data=DataConfig(dataset="synthetic", augmentation="none", validation_fraction=0.0, cache=True,
+                        shuffle_buffer=64, eval_crop_fraction=1.0, synthetic_examples=64),
+        optimizer=OptimizerConfig(name="sgd", lr=0.01, momentum=0.9),
+        schedule=ScheduleConfig(epochs=2, batch_size=8, warmup_epochs=0.0, decay="constant", per_batch=True),
+        regularization=RegularizationConfig(weight_decay=1e-4),
+        lgc=LGCConfig(lasso_decay=1e-5),
+        run=RunConfig(seed=0, checkpoint_every=1, eval_every=1, log_every=1, steps_per_epoch=2),
+    )
