@@ -435,6 +435,13 @@ def test_large_shards_check_labels_while_reading(tmp_path, monkeypatch):
         collect(dataset)
 
 
+def test_incomplete_shard_set_warns(tmp_path):
+    write_shards(tmp_path, "train", [1, 2, 3, 4], num_shards=2)
+    os.remove(tmp_path / "train-00001-of-00002")
+    with pytest.warns(UserWarning, match="found 1 of 2 'train' shards"):
+        make_dataset("imagenet2012", "train", 2, training=True, data_dir=tmp_path)
+
+
 def test_truncated_tfrecord_shard_names_it(tmp_path):
     write_shards(tmp_path, "validation", [1, 2, 3, 4], num_shards=2)
     shard = tmp_path / "validation-00001-of-00002"

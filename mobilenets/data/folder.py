@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from mobilenets.data.common import IMAGE_EXTENSIONS, DatasetInfo, Source, read_image, require_path, resolve_split
-from mobilenets.errors import DataError
+from mobilenets.errors import ConfigError, DataError
 
 DEFAULT_IMAGE_SIZE = (224, 224)
 DEFAULT_AUGMENT = "inception"
@@ -46,11 +46,11 @@ def split_dir(root, split):
     return None
 
 
-def class_names(root, split):
-    """Sorted class folder names, from the train split when there is one."""
-    directory = split_dir(root, "train") or split_dir(root, split)
+def class_names(root):
+    """Sorted class folder names, from the train split when there is one, so that every split agrees."""
+    directory = next(filter(None, (split_dir(root, split) for split in SPLIT_FOLDERS)), None)
     if directory is None:
-        raise DataError(f"{root} has no '{split}' folder (looked for {'/'.join(SPLIT_FOLDERS[split])}); {HOW_TO}")
+        raise DataError(f"{root} has no train, validation or test folder; {HOW_TO}")
     names = sorted(e.name for e in os.scandir(directory) if e.is_dir())
     if not names:
         raise DataError(f"{directory} has no class sub-folders; {HOW_TO}")
@@ -65,12 +65,15 @@ def scan_folder(root, split, validate="auto"):
     FULL_CHECK_LIMIT files, else 'header'. Files that pass a light check yet
     fail to decode later are dropped by the pipeline without being counted.
     """
+    checks = {"full": _decodes, "header": _has_image_header, "none": lambda paths: np.ones(len(paths), bool)}
+    if validate not in list(checks) + ["auto"]:
+        raise ConfigError(f"validate must be one of {list(checks) + ['auto']}, got {validate!r}")
     root = require_path(root, "image folder", HOW_TO)
     split = resolve_split(split, SPLITS, f"image folder {root}")
-    names = class_names(root, split)
     directory = split_dir(root, split)
     if directory is None:
         raise DataError(f"{root} has no '{split}' folder (looked for {'/'.join(SPLIT_FOLDERS[split])}); {HOW_TO}")
+    names = class_names(root)
     paths, labels = [], []
     for entry in sorted(e.name for e in os.scandir(directory) if e.is_dir()):
         if entry not in names:
@@ -86,10 +89,7 @@ def scan_folder(root, split, validate="auto"):
         raise DataError(f"{directory} has no .jpg/.jpeg/.png images in its class folders; {HOW_TO}")
     if validate == "auto":
         validate = "full" if len(paths) <= FULL_CHECK_LIMIT else "header"
-    checks = {"full": _decodes, "header": _has_image_header, "none": None}
-    if validate not in checks:
-        raise DataError(f"validate must be one of {sorted(checks) + ['auto']}, got '{validate}'")
-    ok = checks[validate](paths) if checks[validate] else np.ones(len(paths), bool)
+    ok = checks[validate](paths)
     skipped = [p for p, good in zip(paths, ok) if not good]
     if skipped:
         warnings.warn(
@@ -138,7 +138,7 @@ def info(name, data_dir=None):
             splits[split] = sum(
                 f.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(directory) for f in files
             )
-    num_classes = len(class_names(root, "train" if "train" in splits else next(iter(splits), "train")))
+    num_classes = len(class_names(root))
     return DatasetInfo(name, num_classes, DEFAULT_IMAGE_SIZE, splits, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
 
 

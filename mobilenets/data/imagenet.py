@@ -59,13 +59,13 @@ def load(request, *, label_offset=1, manual_dir=None, validate="auto"):
     if shard_files(path, "train") or shard_files(path, "validation"):
         return tfrecord_source(path, split, request.training, request.seed, label_offset)
     if folder.split_dir(path, "train") or folder.split_dir(path, "validation"):
-        scan = folder.scan_folder(path, split, validate)
-        if len(scan.class_names) != NUM_CLASSES:
+        num_classes = len(folder.class_names(path))
+        if num_classes != NUM_CLASSES:
             raise DataError(
-                f"{path} has {len(scan.class_names)} class folders, ImageNet has {NUM_CLASSES}; "
+                f"{path} has {num_classes} class folders, ImageNet has {NUM_CLASSES}; "
                 f"for a subset or a custom dataset use make_dataset('folder', ...)"
             )
-        return folder.folder_source(scan)
+        return folder.folder_source(folder.scan_folder(path, split, validate))
     manual_dir = manual_dir or next((d for d in (path, os.path.join(path, "downloads", "manual"))
                                      if os.path.isfile(os.path.join(d, MANUAL_ARCHIVES[1]))), None)
     return _from_tfds(request, split, path, manual_dir)
@@ -79,14 +79,9 @@ def _from_tfds(request, split, data_dir, manual_dir):
 
 
 def shard_files(path, split):
-    """Sorted `split-NNNNN-of-MMMMM` shards in `path`; warns when some of the MMMMM are missing."""
+    """Sorted `split-NNNNN-of-MMMMM` shards in `path`."""
     files = sorted(glob.glob(os.path.join(glob.escape(path), f"{split}-*-of-*")))
-    files = [f for f in files if re.fullmatch(rf"{split}-\d+-of-(\d+)(\.\w+)?", os.path.basename(f))]
-    if files:
-        expected = int(re.search(r"-of-(\d+)", os.path.basename(files[0])).group(1))
-        if len(files) != expected:
-            warnings.warn(f"{path}: found {len(files)} of {expected} '{split}' shards; the split is incomplete")
-    return files
+    return [f for f in files if re.fullmatch(rf"{split}-\d+-of-\d+(\.\w+)?", os.path.basename(f))]
 
 
 def _parse(records, label_offset):
@@ -128,6 +123,9 @@ def tfrecord_source(path, split, training, seed, label_offset):
     files = shard_files(path, split)
     if not files:
         raise DataError(f"{path} has no '{split}-*-of-*' TFRecord shards; {HOW_TO}")
+    expected = int(re.search(r"-of-(\d+)", os.path.basename(files[0])).group(1))
+    if len(files) != expected:
+        warnings.warn(f"{path}: found {len(files)} of {expected} '{split}' shards; the split is incomplete")
     small = sum(os.path.getsize(f) for f in files) <= SCAN_LIMIT_BYTES
     counted = scan_shards(files if small else files[:1], label_offset)
     shards = tf.data.Dataset.from_tensor_slices(files)

@@ -80,6 +80,10 @@ def make_dataset(
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
     size = _image_size(image_size)
+    transform = get_augmentation(augment or module.DEFAULT_AUGMENT)
+    fraction = module.EVAL_CROP_FRACTION if eval_crop_fraction is None else eval_crop_fraction
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"eval_crop_fraction must be in (0, 1], got {fraction}")
     request = Request(name, str(split), None if data_dir is None else str(data_dir), bool(training), int(seed), size)
     source = module.load(request, **options)
     size = size or source.native_size or DEFAULT_IMAGE_SIZE
@@ -95,26 +99,21 @@ def make_dataset(
         buffer = shuffle_buffer or (
             source.num_examples if source.full_shuffle and source.num_examples else DEFAULT_SHUFFLE_BUFFER
         )
-        transform = get_augmentation(augment or module.DEFAULT_AUGMENT)
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        examples = tf.data.Dataset.zip(
-            (examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True), seeds)
-        )
-        batches = examples.map(
-            lambda example, pair: (transform(decode(example[0]), size, pair), example[1]),
+        # One stateless seed pair per example, new every epoch, fixed by `seed`.
+        seed_pairs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        shuffled = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        images = tf.data.Dataset.zip((shuffled, seed_pairs)).map(
+            lambda example, seed_pair: (transform(decode(example[0]), size, seed_pair), example[1]),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     else:
-        fraction = module.EVAL_CROP_FRACTION if eval_crop_fraction is None else eval_crop_fraction
-        if not 0.0 < fraction <= 1.0:
-            raise ConfigError(f"eval_crop_fraction must be in (0, 1], got {fraction}")
-        batches = examples.map(
+        images = examples.map(
             lambda record, label: (center_crop(decode(record), size, fraction), label),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     if source.skip_errors:
-        batches = batches.ignore_errors()
-    batches = batches.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+        images = images.ignore_errors()
+    batches = images.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
