@@ -12,17 +12,6 @@ from mobilenets.data.common import Source, decode_image, one_line
 from mobilenets.errors import DataError
 
 
-def _builder(tfds_name, data_dir):
-    import tensorflow_datasets as tfds  # slow to import: only when tfds is the source
-
-    return tfds.builder(tfds_name, data_dir=data_dir)
-
-
-def is_prepared(tfds_name, data_dir):
-    """Whether `data_dir` (None: tfds' default) holds a prepared copy of `tfds_name`."""
-    return _builder(tfds_name, data_dir).is_prepared()
-
-
 def tfds_source(tfds_name, split, data_dir, *, training, seed, download, how_to, manual_dir=None, encoded=False):
     """A Source reading split `split` of tfds dataset `tfds_name`.
 
@@ -31,9 +20,9 @@ def tfds_source(tfds_name, split, data_dir, *, training, seed, download, how_to,
     is cached in memory (small datasets such as CIFAR).
     `how_to`: the end of the error message, how to get the data without network.
     """
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # imported only when tfds is the source
 
-    builder = _builder(tfds_name, data_dir)
+    builder = tfds.builder(tfds_name, data_dir=data_dir)
     if not builder.is_prepared():
         if not (download or manual_dir):
             raise DataError(f"no prepared tfds '{tfds_name}' in {builder.data_dir}; {how_to}")
