@@ -1,0 +1,421 @@
+"""Evaluation of a training run, a saved Keras model or a `.tflite` file.
+
+    report = evaluate_path("runs/v2_lgc", "cifar100", data_dir="~/data/cifar-100", convert=True)
+    print(format_report(report))
+
+Reports top-1, top-5, mean cross-entropy, the number of images, parameters and
+multiply-adds (`mobilenets.flops.count`; for a `.tflite`, read off its conv
+and fully-connected ops) and, for a `.tflite`, the mean interpreter latency per
+image. `convert=True` evaluates a learned-group-conv checkpoint after its
+conversion to standard group convs (`mobilenets.convert`, CondenseNet's
+test-time form, Huang et al. 2018) and saves the converted model. Every
+failure a user can cause raises a one-line `MobilenetsError`; nothing is
+written unless the evaluation succeeds.
+"""
+
+import contextlib
+import dataclasses
+import math
+import os
+import time
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from mobilenets import runs
+# mobilenets.convert also registers CondensedInvertedResidual, which loading a converted model needs.
+from mobilenets.convert import convert_learned_group_model, not_convertible
+from mobilenets.data import dataset_info, make_dataset
+from mobilenets.errors import CheckpointError, ConfigError, DataError
+from mobilenets.flops import Cost, count
+from mobilenets.io import atomic_path, write_json
+from mobilenets.registry import build_model, is_learned_group_model
+
+KERAS_FILE_EXTENSIONS = (".keras", ".h5", ".hdf5")
+SOURCES_HELP = "a run directory, a checkpoint prefix, a .keras/.h5 file, a SavedModel directory or a .tflite file"
+CONVERTED_NAME = "converted.keras"
+
+
+def _first_line(error):
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:200]
+
+
+class KerasPredictor:
+    """Logits of a Keras model in inference mode (BatchNorm moving statistics)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.input_shape = tuple(model.input_shape[1:])
+        self.num_classes = int(model.output_shape[-1])
+        self.cost = count(model)
+        self.cost_note = None
+        self._logits = tf.function(
+            lambda images: model(images, training=False),
+            input_signature=[tf.TensorSpec((None, *self.input_shape), tf.float32)],
+        )
+
+    def predict(self, images):
+        return self._logits(tf.convert_to_tensor(images, tf.float32)).numpy()
+
+
+# Ops whose multiply-adds `flops.count` counts, and how many each output element costs from the weight shape.
+TFLITE_COUNTED_OPS = {
+    "CONV_2D": lambda weights: math.prod(weights[1:]),  # (out, kh, kw, in / groups)
+    "DEPTHWISE_CONV_2D": lambda weights: math.prod(weights[1:3]),  # (1, kh, kw, channels)
+    "FULLY_CONNECTED": lambda weights: math.prod(weights[1:]),  # (out, in)
+}
+
+
+class TFLitePredictor:
+    """Logits of a `.tflite` model, one image per invoke; times the invokes.
+
+    Integer-quantized inputs and outputs are (de)quantized with the model's scale
+    and zero point, so it takes the same raw 0..255 pixels as the Keras model.
+    """
+
+    def __init__(self, path, num_threads=None):
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
+            self.interpreter.allocate_tensors()
+            inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+            if len(inputs) != 1 or len(outputs) != 1:
+                raise ValueError(f"{len(inputs)} inputs and {len(outputs)} outputs, not one image in, logits out")
+            if inputs[0]["shape"][0] != 1:
+                self.interpreter.resize_tensor_input(inputs[0]["index"], [1, *inputs[0]["shape"][1:]])
+                self.interpreter.allocate_tensors()
+                inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        except (ValueError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{path} is not a usable .tflite model ({_first_line(error)}); export it again"
+            ) from None
+        self.input, self.output = inputs[0], outputs[0]
+        self.input_shape = tuple(int(side) for side in self.input["shape"][1:])
+        self.num_classes = int(self.output["shape"][-1])
+        self.num_threads = num_threads
+        self.cost = self._read_cost()
+        self.cost_note = "as stored in the .tflite: BatchNorm folded into conv biases"
+        self.seconds, self.invocations = 0.0, 0
+        self._warm = False
+
+    def _read_cost(self):
+        """Cost of the conv and fully-connected ops; None when this runtime does not list ops."""
+        interpreter = self.interpreter
+        try:
+            ops = interpreter._get_ops_details()
+            shape = lambda index: [int(side) for side in interpreter._get_tensor_details(index, 0)["shape"]]
+        except AttributeError:
+            return None
+        cost = Cost()
+        for op in ops:
+            per_output = TFLITE_COUNTED_OPS.get(op["op_name"])
+            if per_output is None:
+                continue
+            weights = [shape(index) for index in op["inputs"][1:] if index >= 0]
+            cost.params += sum(math.prod(w) for w in weights)
+            cost.madds += math.prod(shape(op["outputs"][0])[1:]) * per_output(weights[0])
+        return cost
+
+    @property
+    def latency_ms(self):
+        return 1000.0 * self.seconds / self.invocations if self.invocations else None
+
+    def _quantize(self, image):
+        scale, zero_point = self.input["quantization"]
+        dtype = self.input["dtype"]
+        if not np.issubdtype(dtype, np.integer):
+            return image.astype(dtype)
+        limits = np.iinfo(dtype)
+        return np.clip(np.round(image / scale + zero_point), limits.min, limits.max).astype(dtype)
+
+    def _dequantize(self, values):
+        scale, zero_point = self.output["quantization"]
+        values = values.astype(np.float32)
+        return (values - zero_point) * scale if np.issubdtype(self.output["dtype"], np.integer) and scale else values
+
+    def predict(self, images):
+        logits = []
+        for image in images:
+            self.interpreter.set_tensor(self.input["index"], self._quantize(image[None]))
+            if not self._warm:  # the first invoke prepares delegates: not part of the latency
+                self.interpreter.invoke()
+                self._warm = True
+            start = time.perf_counter()
+            self.interpreter.invoke()
+            self.seconds += time.perf_counter() - start
+            self.invocations += 1
+            logits.append(self._dequantize(self.interpreter.get_tensor(self.output["index"]))[0])
+        return np.stack(logits)
+
+
+@dataclasses.dataclass
+class Metrics:
+    num_images: int
+    top1: float
+    top5: float
+    loss: float  # mean softmax cross-entropy
+
+
+def _dims(shape):
+    return "x".join("?" if side is None else str(side) for side in shape)
+
+
+def _check_input_shape(predictor, shape):
+    expected = predictor.input_shape
+    if len(shape) != len(expected) or any(e is not None and e != s for e, s in zip(expected, shape)):
+        raise DataError(
+            f"the model takes {_dims(expected)} images but the data is {_dims(shape)}; "
+            f"evaluate at the model's size (--image-size / image_size={expected[0]}) or pick the matching model"
+        )
+
+
+def evaluate(predictor, batches, max_images=None):
+    """`Metrics` of `predictor` over (images, labels) batches (a tf.data.Dataset or any iterable)."""
+    top1 = top5 = 0
+    loss_sum = 0.0
+    seen = 0
+    for images, labels in batches:
+        images, labels = np.asarray(images, np.float32), np.asarray(labels).astype(np.int64)
+        if max_images is not None:
+            images, labels = images[: max_images - seen], labels[: max_images - seen]
+        if seen == 0:
+            _check_input_shape(predictor, images.shape[1:])
+        outside = labels[(labels < 0) | (labels >= predictor.num_classes)]
+        if outside.size:
+            raise DataError(
+                f"label {int(outside[0])} is outside the model's {predictor.num_classes} classes; "
+                "evaluate on the dataset the model was trained for"
+            )
+        logits = predictor.predict(images).astype(np.float64)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss_sum -= log_probs[np.arange(len(labels)), labels].sum()
+        ranking = np.argsort(-logits, axis=1, kind="stable")
+        top1 += int((ranking[:, 0] == labels).sum())
+        top5 += int((ranking[:, :5] == labels[:, None]).any(axis=1).sum())
+        seen += len(labels)
+        if max_images is not None and seen >= max_images:
+            break
+    if seen == 0:
+        raise DataError("the data has no images; check the dataset, split and data_dir")
+    return Metrics(seen, top1 / seen, top5 / seen, loss_sum / seen)
+
+
+@dataclasses.dataclass
+class Report:
+    """What `evaluate_path` measured, as printed and as written by --json."""
+
+    model: str
+    source: str  # 'run', 'checkpoint', 'keras' or 'tflite'
+    dataset: str
+    split: str
+    num_images: int
+    top1: float
+    top5: float
+    loss: float
+    params: Optional[int]
+    madds: Optional[int]
+    cost_note: Optional[str] = None
+    converted: bool = False
+    converted_to: Optional[str] = None
+    latency_ms: Optional[float] = None
+    num_threads: Optional[int] = None
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def source_kind(path):
+    """'run', 'checkpoint', 'keras' or 'tflite' for a path given to `evaluate_path`."""
+    path = os.fspath(path)
+    if path.endswith(".tflite") and os.path.isfile(path):
+        return "tflite"
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, runs.MODEL_SPEC)):
+            return "run"
+        if os.path.exists(os.path.join(path, "saved_model.pb")):
+            return "keras"
+        raise CheckpointError(
+            f"{path} is neither a run directory (no {runs.MODEL_SPEC}) nor a SavedModel; pass {SOURCES_HELP}"
+        )
+    if os.path.exists(path + ".index"):
+        return "checkpoint"
+    if os.path.isfile(path) and path.endswith(KERAS_FILE_EXTENSIONS):
+        return "keras"
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path} does not exist; pass {SOURCES_HELP}")
+    raise CheckpointError(f"{path} is not something to evaluate; pass {SOURCES_HELP}")
+
+
+def run_dir_of_checkpoint(prefix):
+    """The run directory holding checkpoint `prefix` (RUN/checkpoints/ckpt-N or RUN/best/ckpt-N)."""
+    for directory in (os.path.dirname(prefix), os.path.dirname(os.path.dirname(prefix))):
+        if os.path.exists(os.path.join(directory, runs.MODEL_SPEC)):
+            return directory
+    raise CheckpointError(f"no {runs.MODEL_SPEC} next to checkpoint {prefix}; pass the run directory instead")
+
+
+def load_keras_model(path):
+    """A saved Keras model (.keras, .h5 or SavedModel directory), for inference."""
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # any failure to read a user's file is reported the same way
+        raise CheckpointError(
+            f"{path} is not a loadable Keras model ({type(error).__name__}: {_first_line(error)}); save it again"
+        ) from None
+    if not isinstance(model, keras.Model):
+        raise CheckpointError(
+            f"{path} holds no Keras model (a tf.saved_model without Keras metadata?); save it with model.save"
+        )
+    return model
+
+
+def load_keras_source(path, kind, which="best"):
+    """The Keras model of a run ('best' or 'last' checkpoint), a checkpoint prefix or a saved model."""
+    if kind == "run":
+        return runs.load_run(path, which)
+    if kind == "checkpoint":
+        model = build_model(**runs.load_model_spec(run_dir_of_checkpoint(path)))
+        return runs.restore_model(model, path)
+    return load_keras_model(path)
+
+
+def check_convertible(path, kind):
+    """Fails fast, before anything is built, when `path` cannot hold a learned-group-conv model."""
+    if kind == "tflite":
+        raise ConfigError(f"--convert needs a learned-group-conv checkpoint or Keras model, not the .tflite {path}")
+    if kind in ("run", "checkpoint"):
+        name = runs.load_model_spec(path if kind == "run" else run_dir_of_checkpoint(path))["name"]
+        if not is_learned_group_model(name):
+            raise not_convertible(name)
+
+
+def default_converted_path(path, kind):
+    if kind == "run":
+        return os.path.join(path, CONVERTED_NAME)
+    if kind == "checkpoint":
+        return os.path.join(run_dir_of_checkpoint(path), CONVERTED_NAME)
+    return os.path.splitext(os.path.normpath(path))[0] + "_" + CONVERTED_NAME
+
+
+def save_keras_model(model, path):
+    """Saves atomically: `.keras` or `.h5` by extension, otherwise a SavedModel directory."""
+    path = os.fspath(path)
+    extension = os.path.splitext(path)[1] if path.endswith(KERAS_FILE_EXTENSIONS) else ""
+    with _reporting_write_errors(path), atomic_path(path, suffix=extension) as tmp:
+        model.save(tmp, save_format=None if extension else "tf")
+
+
+@contextlib.contextmanager
+def _reporting_write_errors(path):
+    """Turns a failed write (missing directory, permissions, full disk) into a one-line ConfigError."""
+    try:
+        yield
+    except OSError as error:
+        raise ConfigError(f"cannot write {path} ({error.strerror or _first_line(error)}); pick another path") from None
+
+
+def evaluate_path(
+    path,
+    dataset,
+    data_dir=None,
+    split="validation",
+    batch_size=50,
+    image_size=None,
+    which="best",
+    convert=False,
+    output=None,
+    condense_remaining=False,
+    num_threads=None,
+    max_images=None,
+    json_path=None,
+):
+    """Evaluates `path` (see `source_kind`) on `dataset` and returns a `Report`.
+
+    convert: convert an LGC model to standard group convs first (see
+        `mobilenets.convert.convert_learned_group_model`; condense_remaining as
+        there) and save it to `output` (default RUN_DIR/converted.keras; a
+        `.keras` / `.h5` file or a SavedModel directory).
+    num_threads: interpreter threads for a `.tflite` (default: the runtime's).
+    max_images: stop after this many images. json_path: also write the report there.
+    Files are written only after the evaluation succeeded, atomically.
+    """
+    path = os.fspath(path)
+    kind = source_kind(path)
+    if convert:
+        check_convertible(path, kind)
+    if max_images is not None and max_images < 1:
+        raise ConfigError(f"max_images must be a positive integer, got {max_images}")
+    info = dataset_info(dataset, data_dir)
+    batches = make_dataset(dataset, split, batch_size, training=False, data_dir=data_dir, image_size=image_size)
+
+    converted = None
+    if kind == "tflite":
+        predictor = TFLitePredictor(path, num_threads)
+    else:
+        model = load_keras_source(path, kind, which)
+        if convert:
+            model = converted = convert_learned_group_model(model, condense_remaining=condense_remaining)
+        predictor = KerasPredictor(model)
+    if info.num_classes and info.num_classes != predictor.num_classes:
+        raise DataError(
+            f"the model has {predictor.num_classes} outputs but {dataset} has {info.num_classes} classes; "
+            "evaluate on the dataset the model was trained for"
+        )
+    metrics = evaluate(predictor, batches, max_images)
+
+    if converted is not None:
+        output = os.fspath(output or default_converted_path(path, kind))
+        save_keras_model(converted, output)
+    cost = predictor.cost
+    report = Report(
+        model=path,
+        source=kind,
+        dataset=dataset,
+        split=split,
+        num_images=metrics.num_images,
+        top1=metrics.top1,
+        top5=metrics.top5,
+        loss=metrics.loss,
+        params=cost.params if cost else None,
+        madds=cost.madds if cost else None,
+        cost_note=predictor.cost_note,
+        converted=converted is not None,
+        converted_to=output if converted is not None else None,
+        latency_ms=getattr(predictor, "latency_ms", None),
+        num_threads=num_threads if kind == "tflite" else None,
+    )
+    if json_path:
+        with _reporting_write_errors(json_path):
+            write_json(json_path, report.as_dict())
+    return report
+
+
+def _millions(value):
+    return "n/a" if value is None else f"{value / 1e6:.3f}M ({value:,})"
+
+
+def format_report(report):
+    """The report as aligned 'name  value' lines."""
+    model = f"{report.model} ({report.source})"
+    if report.converted:
+        model += f", converted to group convs, saved to {report.converted_to}"
+    params = _millions(report.params) + (f", {report.cost_note}" if report.cost_note else "")
+    lines = [
+        ("model", model),
+        ("data", f"{report.dataset} {report.split}, {report.num_images} images"),
+        ("top-1", f"{100 * report.top1:.2f}%"),
+        ("top-5", f"{100 * report.top5:.2f}%"),
+        ("loss", f"{report.loss:.4f}"),
+        ("parameters", params),
+        ("multiply-adds", _millions(report.madds)),
+    ]
+    if report.latency_ms is not None:
+        threads = "default" if report.num_threads is None else report.num_threads
+        lines.append(("latency", f"{report.latency_ms:.3f} ms/image (threads: {threads})"))
+    width = max(len(name) for name, _ in lines)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in lines)

@@ -1,0 +1,185 @@
+"""Learned group convs -> standard group convs (mobilenets.convert; Huang et al. 2018, CondenseNet).
+
+Every LGC variant of MobileNetV2, with G = C and G != C (inputs repeated across
+groups when G > C), on a cut-down CIFAR table so that each model builds in about a second.
+"""
+
+import dataclasses
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from mobilenets import builder, registry, specs
+from mobilenets.condense import condense, learned_group_convs
+from mobilenets.convert import CondensedInvertedResidual, convert_learned_group_model, group_conv_form
+from mobilenets.errors import ModelError
+from mobilenets.evaluation import TFLitePredictor
+from mobilenets.flops import count
+from mobilenets.layers import LearnedGroupConv
+
+LGC_VARIANTS = ("mobilenetv2_lgc", "mobilenetv2_lgc_proj", "mobilenetv2_gc_lgc")
+GROUPINGS = ((4, 4), (8, 4), (2, 4))  # (groups G, condense factor C)
+CIFAR_V2 = specs.for_cifar(specs.MOBILENET_V2)
+# Stem, the block without expansion, then two blocks (the second with a residual add), a head conv.
+SMALL_V2 = dataclasses.replace(CIFAR_V2, stages=CIFAR_V2.stages[:3], head_conv=64)
+
+
+def randomize(model, seed=0):
+    """He-scaled kernels and random BatchNorm parameters and statistics, so that a wrong channel order shows."""
+    rng = np.random.default_rng(seed)
+    for variable in model.variables:
+        name, shape = variable.name, tuple(variable.shape)
+        if "mask" in name or "stage" in name:
+            continue
+        if "moving_variance" in name:
+            value = rng.uniform(0.5, 2.0, shape)
+        elif "gamma" in name:
+            value = rng.uniform(0.5, 1.5, shape)
+        elif any(key in name for key in ("beta", "moving_mean", "bias")):
+            value = rng.normal(0.0, 0.3, shape)
+        else:
+            fan_in = np.prod(shape[:2]) if "depthwise_kernel" in name else np.prod(shape[:-1])
+            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        variable.assign(value.astype(np.float32))
+
+
+def condense_fully(model):
+    while condense(model):
+        pass
+
+
+def to_tflite(model):
+    """Float .tflite bytes, batch 1 (the model itself is not given to the converter: 20x faster)."""
+    logits = tf.function(
+        lambda images: model(images, training=False), input_signature=[tf.TensorSpec((1, *model.input_shape[1:]))]
+    )
+    return tf.lite.TFLiteConverter.from_concrete_functions([logits.get_concrete_function()], logits).convert()
+
+
+def small_model(name, groups=4, condense_factor=4):
+    options = registry.get_entry(name).block_options
+    return builder.build(
+        SMALL_V2,
+        num_classes=10,
+        input_shape=(32, 32, 3),
+        width_multiplier=0.5,
+        block_options=options(groups, condense_factor) if options else None,
+        name=name,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def masked_and_converted(name, groups, condense_factor):
+    masked = small_model(name, groups, condense_factor)
+    randomize(masked, seed=groups)
+    condense_fully(masked)
+    return masked, convert_learned_group_model(masked)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(name, g, c) for name in LGC_VARIANTS for g, c in GROUPINGS],
+    ids=lambda p: f"{p[0]}-G{p[1]}-C{p[2]}",
+)
+def pair(request):
+    return masked_and_converted(*request.param)
+
+
+def test_group_conv_form_equals_masked_layer():
+    layer = LearnedGroupConv(12, groups=3, condense_factor=4)  # G != C, out/G = 4
+    layer.build((None, 1, 1, 8))
+    layer.kernel.assign(np.random.default_rng(0).normal(size=(1, 1, 8, 12)))
+    while layer.condense_step():
+        pass
+    form = group_conv_form(layer)
+    x = np.random.default_rng(1).normal(size=(5, 8))
+    masked = x @ layer.masked_kernel().numpy()[0, 0]
+    gathered = x[:, form.input_indices].reshape(5, 3, 2)  # G groups of in/C inputs
+    grouped = np.concatenate([gathered[:, g] @ form.kernel[0, 0][:, 4 * g : 4 * g + 4] for g in range(3)], axis=1)
+    np.testing.assert_allclose(grouped, masked[:, form.order], atol=1e-5)
+    assert sorted(form.order) == list(range(12))
+
+
+def test_converted_logits_equal_masked(pair, images):
+    masked, converted = pair
+    expected = masked(images, training=False).numpy()
+    difference = np.abs(converted(images, training=False).numpy() - expected).max()
+    assert np.abs(expected).max() > 0.1  # a signal, not vanished activations
+    assert difference <= 1e-4
+
+
+def test_converted_cost_equals_analytic_post_condensation_cost(pair):
+    masked, converted = pair
+    assert count(converted) == count(masked)
+
+
+def test_converted_model_has_standard_group_convs_only(pair):
+    masked, converted = pair
+    assert not learned_group_convs(converted)
+    lgc_convs = [(block.name, part) for block in masked.layers for part in ("expand", "project")
+                 if isinstance(getattr(getattr(block, part, None), "conv", None), LearnedGroupConv)]
+    assert lgc_convs
+    for block_name, part in lgc_convs:
+        original = getattr(masked.get_layer(block_name), part).conv
+        assert isinstance(converted.get_layer(block_name), CondensedInvertedResidual)
+        deployed = getattr(converted.get_layer(block_name), part).conv
+        assert type(deployed) is keras.layers.Conv2D and deployed.groups == original.groups
+        assert deployed.kernel.shape[2] == original.in_channels // original.condense_factor
+
+
+@pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
+@pytest.mark.parametrize("file_name", ["model.keras", "model.h5", "saved_model"])
+def test_converted_model_saves_and_reloads(file_name, tmp_path, images):
+    _, converted = masked_and_converted("mobilenetv2_lgc", 8, 4)
+    path = str(tmp_path / file_name)
+    if file_name == "saved_model":
+        converted.save(path, save_format="tf", save_traces=False)  # traces: 10x slower, same weights
+    else:
+        converted.save(path)
+    reloaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(reloaded(images, training=False), converted(images, training=False), atol=1e-6)
+    assert count(reloaded) == count(converted)
+    assert not learned_group_convs(reloaded)
+
+
+def test_tflite_top1_matches_converted_keras_model(tmp_path):
+    _, converted = masked_and_converted("mobilenetv2_lgc", 8, 4)
+    path = tmp_path / "converted.tflite"
+    path.write_bytes(to_tflite(converted))
+    batch = np.random.default_rng(2).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    expected = converted(batch, training=False).numpy()
+    logits = TFLitePredictor(str(path), num_threads=1).predict(batch)
+    np.testing.assert_array_equal(logits.argmax(axis=1), expected.argmax(axis=1))
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+def test_v2_lgc_cifar100_cost_matches_seed_table():
+    masked = registry.build_model("mobilenetv2_lgc", num_classes=100, config="cifar")
+    cost = count(masked)
+    assert (round(cost.params / 1e6, 3), round(cost.madds / 1e6, 1)) == (1.066, 106.6)
+    condense_fully(masked)
+    assert count(convert_learned_group_model(masked)) == cost
+
+
+def test_rejects_a_model_without_learned_group_convs():
+    with pytest.raises(ModelError, match="no learned group convolutions") as error:
+        convert_learned_group_model(small_model("mobilenetv2"))
+    assert "\n" not in str(error.value)
+
+
+def test_rejects_a_partly_condensed_model_unless_asked_to_finish():
+    model = small_model("mobilenetv2_lgc")
+    condense(model)
+    with pytest.raises(ModelError, match="not fully condensed") as error:
+        convert_learned_group_model(model)
+    assert "\n" not in str(error.value)
+    convert_learned_group_model(model, condense_remaining=True)
+    assert all(int(layer.stage.numpy()) == 3 for layer in learned_group_convs(model))
