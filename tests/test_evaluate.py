@@ -4,7 +4,6 @@ user mistakes give one-line errors and write nothing."""
 
 import importlib.util
 import json
-import os
 import pathlib
 import shutil
 import subprocess
