@@ -106,8 +106,34 @@ def batch_norm(name, momentum=0.99):
     return keras.layers.BatchNormalization(epsilon=1e-3, momentum=momentum, name=name)
 
 
+class _ConvNormAct(keras.layers.Layer):
+    """A convolution `self.conv` (set by subclasses) -> BatchNorm -> activation."""
+
+    def __init__(self, kernel_size, strides, activation, bn_momentum, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size, self.strides = kernel_size, strides
+        self.activation, self.bn_momentum = activation, bn_momentum
+
+    def _add_norm_act(self):
+        self.bn = batch_norm("bn", self.bn_momentum)
+        self.act = get_activation(self.activation)
+
+    def call(self, inputs, training=None):
+        x = self.bn(self.conv(inputs), training=training)
+        return self.act(x) if self.act else x
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "activation": self.activation,
+            "bn_momentum": self.bn_momentum,
+        }
+
+
 @register
-class ConvBNAct(keras.layers.Layer):
+class ConvBNAct(_ConvNormAct):
     """Conv (no bias) -> BatchNorm -> activation.
 
     `groups` > 1 gives a standard group convolution (GC); a `condense_factor`
@@ -125,10 +151,8 @@ class ConvBNAct(keras.layers.Layer):
         bn_momentum=0.99,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.filters, self.kernel_size, self.strides = filters, kernel_size, strides
-        self.groups, self.condense_factor = groups, condense_factor
-        self.activation, self.bn_momentum = activation, bn_momentum
+        super().__init__(kernel_size, strides, activation, bn_momentum, **kwargs)
+        self.filters, self.groups, self.condense_factor = filters, groups, condense_factor
         if condense_factor:
             if kernel_size != 1 or strides != 1:
                 raise ModelError("learned group convolution is implemented for 1x1, stride-1 convs only")
@@ -137,52 +161,27 @@ class ConvBNAct(keras.layers.Layer):
             self.conv = keras.layers.Conv2D(
                 filters, kernel_size, strides=strides, padding="same", groups=groups, use_bias=False, name="conv"
             )
-        self.bn = batch_norm("bn", bn_momentum)
-        self.act = get_activation(activation)
-
-    def call(self, inputs, training=None):
-        x = self.bn(self.conv(inputs), training=training)
-        return self.act(x) if self.act else x
+        self._add_norm_act()
 
     def get_config(self):
         return {
             **super().get_config(),
             "filters": self.filters,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
             "groups": self.groups,
             "condense_factor": self.condense_factor,
-            "activation": self.activation,
-            "bn_momentum": self.bn_momentum,
         }
 
 
 @register
-class DepthwiseBNAct(keras.layers.Layer):
+class DepthwiseBNAct(_ConvNormAct):
     """DepthwiseConv2D (no bias, TF SAME padding) -> BatchNorm -> activation."""
 
     def __init__(self, kernel_size=3, strides=1, activation="relu6", bn_momentum=0.99, **kwargs):
-        super().__init__(**kwargs)
-        self.kernel_size, self.strides = kernel_size, strides
-        self.activation, self.bn_momentum = activation, bn_momentum
+        super().__init__(kernel_size, strides, activation, bn_momentum, **kwargs)
         self.conv = keras.layers.DepthwiseConv2D(
             kernel_size, strides=strides, padding="same", use_bias=False, name="depthwise"
         )
-        self.bn = batch_norm("bn", bn_momentum)
-        self.act = get_activation(activation)
-
-    def call(self, inputs, training=None):
-        x = self.bn(self.conv(inputs), training=training)
-        return self.act(x) if self.act else x
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "activation": self.activation,
-            "bn_momentum": self.bn_momentum,
-        }
+        self._add_norm_act()
 
 
 @register
