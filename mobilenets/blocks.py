@@ -6,11 +6,11 @@ from mobilenets.errors import ModelError
 from mobilenets.layers import ChannelShuffle, ConvBNAct, DepthwiseBNAct, SqueezeExcite, make_divisible, register
 
 
-def check_divisible(layer_name, what, channels, groups):
-    if groups and channels % groups:
+def check_divisible(layer_name, what, channels, divisor, divisor_name="groups"):
+    if divisor and channels % divisor:
         raise ModelError(
-            f"{layer_name}: {what} has {channels} channels, not divisible by groups={groups}; "
-            "pick groups that divide every layer's channels (e.g. 2 or 4) or another width_multiplier"
+            f"{layer_name}: {what} has {channels} channels, not divisible by {divisor_name}={divisor}; "
+            f"pick a {divisor_name} value that divides every layer's channels (e.g. 2 or 4) or another width_multiplier"
         )
 
 
@@ -84,9 +84,12 @@ class InvertedResidual(keras.layers.Layer):
         # keras.applications models.
         self.in_channels = int(input_shape[-1])
         self.expanded_channels = make_divisible(self.in_channels * self.expansion)
-        check_divisible(self.name, "expansion input", self.in_channels, self.expand_groups)
-        check_divisible(self.name, "expansion output", self.expanded_channels, self.expand_groups)
         check_divisible(self.name, "shuffle", self.expanded_channels, self.shuffle_groups)
+        if self.expand_conv:
+            check_divisible(self.name, "expansion input", self.in_channels, self.expand_groups)
+            check_divisible(self.name, "expansion output", self.expanded_channels, self.expand_groups)
+            check_divisible(self.name, "expansion input", self.in_channels, self.expand_condense_factor, "condense_factor")
+        check_divisible(self.name, "projection input", self.expanded_channels, self.project_condense_factor, "condense_factor")
         check_divisible(self.name, "projection input", self.expanded_channels, self.project_groups)
         check_divisible(self.name, "projection output", self.filters, self.project_groups)
         self.expand = None

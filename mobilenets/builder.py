@@ -75,6 +75,7 @@ def build(
                     name=block_name,
                     **block_options,
                 )
+            block.build(x.shape)  # outside Keras' __call__, so a ModelError keeps its one-line message
             x = block(x)
             block_index += 1
     if arch.head_conv or arch.head_conv_expansion:
@@ -111,12 +112,6 @@ def validate(arch, num_classes, input_shape, width_multiplier, dropout):
         not isinstance(side, int) or side < 1 for side in input_shape[:2]
     ):
         raise ModelError(f"input_shape must be (height, width, 3) with positive sides, got {tuple(input_shape)!r}")
-    downsampling = math.prod(stage.s for stage in arch.stages)
-    if min(input_shape[:2]) < downsampling // 2:
-        raise ModelError(
-            f"{arch.name}: input {input_shape[0]}x{input_shape[1]} is too small for {downsampling}x downsampling; "
-            f"use at least {downsampling // 2}x{downsampling // 2} or the 'cifar' config"
-        )
 
 
 def architecture(base, config="imagenet", expansion=None, minimal=False):

@@ -178,7 +178,7 @@ def test_resolution_is_free(name):
         ({"name": "mobilenetv2_gc", "groups": 5}, "not divisible by groups=5"),
         ({"name": "mobilenetv2_lgc", "condense_factor": 5}, "not divisible by condense_factor=5"),
         ({"name": "mobilenetv2", "config": "mnist"}, "unknown config 'mnist'"),
-        ({"name": "mobilenetv2", "input_shape": (16, 16, 3)}, "too small for 32x downsampling"),
+        ({"name": "mobilenetv2", "dropout": 1.5}, "dropout must be in [0, 1)"),
         ({"name": "mobilenetv2", "input_shape": (32, 32, 1)}, "input_shape must be (height, width, 3)"),
         ({"name": "mobilenetv2", "num_classes": 0}, "num_classes must be a positive integer"),
         ({"name": "mobilenetv1", "expansion": 4}, "has no expansion ratio"),
