@@ -12,11 +12,9 @@ that and saves it. All behaviour lives in mobilenets/evaluation.py.
 """
 
 import argparse
-import os
 import sys
-import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads: keep its start-up logs off stderr
+from mobilenets import cli
 
 
 def parse_args(argv=None):
@@ -45,33 +43,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def import_quietly():
-    """Imports mobilenets.evaluation with file descriptor 2 held back, replayed only if the import fails.
-
-    TensorFlow's C++ start-up lines (oneDNN, CUDA) ignore TF_CPP_MIN_LOG_LEVEL
-    in some builds; without this an error would not be the only line on stderr.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            from mobilenets import errors, evaluation
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            os.write(2, held.read())
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-    return errors.MobilenetsError, evaluation
-
-
 def main(argv=None):
     args = parse_args(argv)
-    MobilenetsError, evaluation = import_quietly()
-    try:
+    evaluation = cli.import_quietly("mobilenets.evaluation")
+
+    def evaluate_and_print():
         report = evaluation.evaluate_path(
             args.model,
             args.dataset,
@@ -87,11 +63,9 @@ def main(argv=None):
             max_images=args.max_images,
             json_path=args.json,
         )
-    except MobilenetsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(evaluation.format_report(report))
-    return 0
+        print(evaluation.format_report(report))
+
+    return cli.run(evaluate_and_print)
 
 
 if __name__ == "__main__":
