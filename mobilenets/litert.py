@@ -1,0 +1,125 @@
+"""Looking into `.tflite` files and timing them with the LiteRT interpreter.
+
+Metadata: the TFLite schema (tensorflow/lite/schema/schema.fbs) gives a model
+a list of named byte buffers, `Model.metadata`; runtimes ignore names they do
+not know, so a JSON description travels inside the file. Ops: builtin op names
+and fused activations read from the flatbuffer. Delegation and latency come
+from a live interpreter (`mobilenets.evaluation.TFLitePredictor`, whose
+default delegate is XNNPACK).
+"""
+
+import json
+import time
+
+import numpy as np
+
+
+def random_images(count, shape, seed=0):
+    """Uniform random raw pixels (float32), when no real images are at hand."""
+    return np.random.default_rng(seed).uniform(0, 255, (count, *shape)).astype(np.float32)
+
+
+def embed_metadata(flatbuffer, name, payload):
+    """`flatbuffer` (bytes) with `payload` (bytes) stored in its `Model.metadata` under `name`."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(payload, np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = name, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (name, name.encode())] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def read_metadata(path, name):
+    """The JSON stored by `embed_metadata` under `name` in a .tflite file, or None."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    with open(path, "rb") as f:
+        model = schema.Model.GetRootAsModel(f.read(), 0)
+    for index in range(model.MetadataLength()):
+        entry = model.Metadata(index)
+        if entry.Name().decode() == name:
+            return json.loads(bytes(model.Buffers(entry.Buffer()).DataAsNumpy()).decode())
+    return None
+
+
+def op_summary(path):
+    """{'CONV_2D+RELU6': 18, ...}: the builtin ops of a .tflite file with fused activations, most frequent first."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
+    activations = {value: key for key, value in vars(schema.ActivationFunctionType).items() if not key.startswith("_")}
+    model = flatbuffer_utils.read_model(path)
+    counts = {}
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+        fused = getattr(op.builtinOptions, "fusedActivationFunction", 0)
+        key = name + (f"+{activations[fused]}" if fused else "")
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def undelegated_ops(interpreter):
+    """{'GATHER': 3, ...}: ops the delegates left to TFLite's own kernels (empty: all delegated).
+
+    LiteRT keeps the replaced nodes in its node list and appends one DELEGATE
+    node per partition; walking back from a DELEGATE's outputs to its inputs
+    finds the ops it replaced.
+    """
+    nodes = interpreter._get_ops_details()
+    ops = [node for node in nodes if node["op_name"] != "DELEGATE"]
+    producer = {int(tensor): node["index"] for node in ops for tensor in node["outputs"]}
+    covered = set()
+    for delegate in (node for node in nodes if node["op_name"] == "DELEGATE"):
+        boundary = {int(tensor) for tensor in delegate["inputs"]}
+        stack = [int(tensor) for tensor in delegate["outputs"]]
+        while stack:
+            tensor = stack.pop()
+            index = producer.get(tensor)
+            if tensor in boundary or index is None or index in covered:
+                continue
+            covered.add(index)
+            stack.extend(int(t) for t in nodes[index]["inputs"] if t >= 0)
+    left = {}
+    for node in ops:
+        if node["index"] not in covered:
+            left[node["op_name"]] = left.get(node["op_name"], 0) + 1
+    return left
+
+
+class InvokeTimer:
+    """Times single invokes of a `TFLitePredictor` on a fixed random input."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+        predictor.predict(random_images(1, predictor.input_shape))  # sets the input; the first invoke sets delegates up
+
+    def __call__(self):
+        start = time.perf_counter()
+        self.predictor.interpreter.invoke()
+        return time.perf_counter() - start
+
+
+def median_latencies_ms(timers, runs=50, warmup=5, block=10):
+    """Median invoke time of each `InvokeTimer`, in milliseconds.
+
+    The timers take turns in blocks of `block` consecutive invokes (the first
+    of each block untimed): each model runs in its steady state, weights in
+    cache as in an app that keeps invoking it, while load changes on a shared
+    machine hit every model alike.
+    """
+    for timer in timers:
+        for _ in range(warmup):
+            timer()
+    seconds = [[] for _ in timers]
+    while len(seconds[0]) < runs:
+        for times, timer in zip(seconds, timers):
+            timer()
+            times.extend(timer() for _ in range(min(block, runs - len(times))))
+    return [1000.0 * float(np.median(times)) for times in seconds]

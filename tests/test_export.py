@@ -1,0 +1,256 @@
+"""TFLite export: every model and mode against its Keras model, metadata, atomic writes, one-line errors.
+
+Small models (CIFAR config, 32x32, width 0.35) on generated data. Random
+models get their BatchNorm statistics from a batch first, so their logits are
+O(1) and the parity bounds can fail; quantized files are held to a top-1
+agreement and a logit correlation with the float model (QAT without its range
+initialization scores 0.4 correlation: the bound catches it). The real-image
+figures are benchmarks/quantization_accuracy.py's.
+"""
+
+import functools
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import export_tflite
+from mobilenets import build_model, list_models
+from mobilenets.errors import ConfigError, DataError, ExportError
+from mobilenets.export import FLOAT32_TOLERANCE, export, read_metadata
+from mobilenets.flatten import flatten
+from mobilenets.flops import leaf_layers
+from mobilenets.quantization import quantize_aware_model
+
+SMALL = {"num_classes": 10, "config": "cifar", "width_multiplier": 0.35}
+
+
+def random_pixels(count, seed=0, shape=(32, 32, 3)):
+    return np.random.default_rng(seed).uniform(0, 255, (count, *shape)).astype(np.float32)
+
+
+def calibrate_batchnorm(model, images):
+    """BatchNorm moving statistics := those of `images` (one training-mode pass with momentum 0)."""
+    layers = [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
+    model(tf.convert_to_tensor(images), training=True)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    return model
+
+
+@functools.lru_cache(maxsize=None)
+def small_model(name, normalization="inception"):
+    """A random model with O(1) logits, built once per test session (exports never change it)."""
+    keras.utils.set_random_seed(0)
+    model = build_model(name, normalization=normalization, **SMALL)
+    return calibrate_batchnorm(model, random_pixels(16, seed=1))
+
+
+def quick_export(model, path, **kwargs):
+    return export(model, path, latency_runs=2, parity_images=8, **kwargs)
+
+
+def leftovers(directory):
+    return sorted(name for name in os.listdir(directory))
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_exports_float32_matching_keras_on_raw_pixels(name, tmp_path):
+    report = quick_export(small_model(name), tmp_path / "model.tflite")
+    assert report.parity.max_abs_logit > 0.1  # the bound below can fail
+    assert report.parity.max_abs_diff <= FLOAT32_TOLERANCE
+    assert report.parity.image_source == "uniform random pixels"
+    # Conv + BatchNorm + ReLU/ReLU6 fuse into one op: no activation or BatchNorm arithmetic left over.
+    assert not {"RELU", "RELU6"} & set(report.ops)
+    assert report.undelegated == {}  # XNNPACK runs every op
+    assert report.size_bytes == os.path.getsize(tmp_path / "model.tflite")
+    assert leftovers(tmp_path) == ["model.tflite", "model.tflite.json"]
+
+
+@functools.lru_cache(maxsize=None)
+def condensed_lgc():
+    """mobilenetv2_lgc condensed (random masks) and converted to group convs + channel gathers."""
+    from mobilenets.convert import convert_learned_group_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("mobilenetv2_lgc", **SMALL)
+    return calibrate_batchnorm(convert_learned_group_model(model, condense_remaining=True), random_pixels(16, seed=1))
+
+
+@pytest.mark.parametrize("name", ["mobilenetv1", "mobilenetv3_small", "igcv3", "mobilenetv2_gc_lgc", "converted lgc"])
+def test_flat_graph_of_standard_layers_computes_the_same(name):
+    model = condensed_lgc() if name == "converted lgc" else small_model(name)
+    flat = flatten(model)
+    assert all(not isinstance(layer, keras.Model) for layer in flat.layers)
+    custom = {type(layer).__name__ for layer in flat.layers if not type(layer).__module__.startswith("tf_keras.")}
+    assert custom <= {"Normalize", "Activation", "ChannelGather"}
+    images = random_pixels(4, seed=2)
+    np.testing.assert_allclose(flat(images, training=False), model(images, training=False), atol=1e-5)
+
+
+def test_metadata_travels_with_the_file(tmp_path):
+    model = small_model("mobilenetv1", normalization="cifar10")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"class {i}" for i in range(10)) + "\n")
+    report = quick_export(model, tmp_path / "v1.tflite", labels=str(labels))
+    embedded = read_metadata(report.output)
+    sidecar = json.loads((tmp_path / "v1.tflite.json").read_text())
+    assert embedded["input"]["shape"] == [1, 32, 32, 3]
+    assert embedded["input"]["pixel_range"] == [0, 255]
+    assert embedded["input"]["normalization"]["mean"] == pytest.approx([125.307, 122.95, 113.865])
+    assert embedded["labels"] == [f"class {i}" for i in range(10)]
+    assert embedded["quantization"] == "none"
+    assert sidecar["labels"] == embedded["labels"] and sidecar["report"]["size_bytes"] == report.size_bytes
+
+
+def test_float16_matches_within_one_percent(tmp_path):
+    model = small_model("mobilenetv3_small")
+    report = quick_export(model, tmp_path / "f16.tflite", quantize="float16")
+    assert report.parity.max_abs_diff <= 1e-2 * max(1.0, report.parity.max_abs_logit)
+    assert report.parity.max_abs_diff > FLOAT32_TOLERANCE  # the weights really are float16
+    assert report.size_bytes < 2.5 * model.count_params()  # 2 bytes a weight
+
+
+def quantized_export(path, quantize, **kwargs):
+    return export(
+        small_model("mobilenetv3_small"), path, quantize=quantize, representative_data="synthetic",
+        calibration_images=64, parity_images=64, latency_runs=2, **kwargs,
+    )
+
+
+def test_int8_agrees_with_float_model(tmp_path):
+    report = quantized_export(tmp_path / "int8.tflite", "int8", int8_io=True)
+    assert report.parity.logit_correlation >= 0.99
+    assert report.parity.top1_agreement >= 0.8
+    assert report.parity.image_source.startswith("synthetic")
+    assert "QUANTIZE" not in report.ops and "DEQUANTIZE" not in report.ops  # full integer, int8 in and out
+    # XNNPACK (LiteRT 2.3) has no int8 HARD_SWISH: those ops fall back to TFLite's kernels.
+    assert set(report.undelegated) <= {"HARD_SWISH"}
+    metadata = json.loads((tmp_path / "int8.tflite.json").read_text())
+    assert metadata["input"]["dtype"] == "int8" and metadata["input"]["quantization"]["scale"] > 0
+    assert report.calibration == "64 images of synthetic training split"
+
+
+@pytest.mark.slow
+def test_qat_fine_tunes_and_agrees_with_float_model(tmp_path):
+    report = quantized_export(tmp_path / "qat.tflite", "qat", qat_steps=3, qat_batch_size=16)
+    assert report.qat_steps == 3 and all(np.isfinite(report.qat_loss))
+    assert report.parity.logit_correlation >= 0.98
+    assert report.parity.top1_agreement >= 0.75
+    # int8 inside (squeeze-excite MUL and HARD_SWISH included), float32 in and out
+    assert report.ops.get("QUANTIZE") == 1 and report.ops.get("DEQUANTIZE") == 1
+    assert report.ops.get("HARD_SWISH", 0) > 0 and set(report.undelegated) <= {"HARD_SWISH"}
+
+
+def test_dynamic_range_quantizes_weights(tmp_path):
+    model = small_model("mobilenetv1")
+    report = quick_export(model, tmp_path / "dynamic.tflite", quantize="dynamic")
+    assert report.parity.top1_agreement >= 0.75
+    assert report.size_bytes < 0.4 * 4 * model.count_params()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["igcv3", "converted lgc"])
+def test_group_conv_models_run_in_int8(name, tmp_path):
+    model = condensed_lgc() if name == "converted lgc" else small_model(name)
+    report = quick_export(
+        model, tmp_path / "int8.tflite", quantize="int8", representative_data="synthetic", calibration_images=16
+    )
+    assert report.ops.get("CONV_2D", 0) > 0 and "QUANTIZE" in report.ops
+    assert report.parity.top1_agreement >= 0.5
+    if name == "igcv3":
+        assert report.undelegated == {}  # grouped CONV_2D, RESHAPE and TRANSPOSE all run in XNNPACK
+
+
+def test_qat_rejects_a_layer_it_cannot_quantize():
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Lambda(lambda x: x * 2.0, name="doubling")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(outputs)))
+    with pytest.raises(ExportError, match="doubling"):
+        quantize_aware_model(model)
+
+
+class Bessel(keras.layers.Layer):
+    """An op with no TFLite builtin kernel."""
+
+    def call(self, inputs):
+        return tf.math.bessel_i1e(inputs)
+
+
+def test_unconvertible_layer_is_a_one_line_error_and_leaves_no_file(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(Bessel()(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    with pytest.raises(ExportError) as error:
+        quick_export(model, tmp_path / "bad.tflite")
+    assert "\n" not in str(error.value) and "TFLite cannot convert" in str(error.value)
+    assert leftovers(tmp_path) == []
+
+
+def test_failed_check_leaves_no_file(tmp_path):
+    model = small_model("mobilenetv1")
+    (tmp_path / "kept.tflite").write_bytes(b"previous export")
+    with pytest.raises(ExportError, match="agrees"):
+        quick_export(model, tmp_path / "kept.tflite", quantize="dynamic", min_agreement=1.01)
+    assert leftovers(tmp_path) == ["kept.tflite"]
+    assert (tmp_path / "kept.tflite").read_bytes() == b"previous export"
+
+
+def test_representative_data_of_the_wrong_shape(tmp_path):
+    np.savez(tmp_path / "images.npz", x=np.zeros((8, 64, 64, 3), np.uint8))
+    model = small_model("mobilenetv1")
+    with pytest.raises(DataError, match=r"\(N, 32, 32, 3\)"):
+        quick_export(model, tmp_path / "out.tflite", quantize="int8", representative_data=str(tmp_path / "images.npz"))
+    assert leftovers(tmp_path) == ["images.npz"]
+
+
+def test_int8_without_representative_data(tmp_path):
+    with pytest.raises(ConfigError, match="--representative-data"):
+        quick_export(small_model("mobilenetv1"), tmp_path / "out.tflite", quantize="int8")
+
+
+def test_missing_run_directory(tmp_path):
+    with pytest.raises(ExportError, match="does not exist"):
+        quick_export(str(tmp_path / "no_such_run"), tmp_path / "out.tflite")
+    assert leftovers(tmp_path) == []
+
+
+def test_run_directory_source_with_npz_calibration(tmp_path):
+    from mobilenets import runs
+
+    run = tmp_path / "run"
+    spec = {"name": "mobilenetv1", **SMALL}
+    runs.save_model_spec(str(run), **spec)
+    model = small_model("mobilenetv1")
+    tf.train.Checkpoint(model=model).save(str(run / "best" / "ckpt"))
+    (run / "config.json").write_text(json.dumps({"data": {"dataset": "cifar10", "data_dir": None}}))
+    np.savez(tmp_path / "calibration.npz", x=random_pixels(24, seed=3).astype(np.uint8))
+    calibration = str(tmp_path / "calibration.npz")
+    report = quick_export(
+        str(run), tmp_path / "v1.tflite", quantize="int8", representative_data=calibration, calibration_images=16
+    )
+    assert report.source.endswith("(run)")
+    assert read_metadata(report.output)["labels"][0] == "airplane"  # the run's dataset names its classes
+    assert report.parity.image_source.endswith("calibration.npz") and report.parity.images == 8
+
+
+def test_cli_prints_one_line_error_and_exits_non_zero(tmp_path, capsys):
+    assert export_tflite.main([str(tmp_path / "missing_run"), "-o", str(tmp_path / "x.tflite")]) != 0
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and "does not exist" in error and len(error.strip().splitlines()) == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_cli_exports_a_model_name(tmp_path, capsys):
+    output = tmp_path / "v1.tflite"
+    arguments = ["mobilenetv1", "--config", "cifar", "--num-classes", "10", "--width-multiplier", "0.35"]
+    assert export_tflite.main([*arguments, "-o", str(output), "--latency-runs", "2", "--threads", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "max |logit diff|" in printed and "2 thread(s)" in printed
+    assert read_metadata(str(output))["source"] == "mobilenetv1 (random init)"
