@@ -94,9 +94,11 @@ class Normalize(keras.layers.Layer):
 
     def call(self, inputs):
         inputs = tf.cast(inputs, self.compute_dtype)
-        scale = tf.constant([1.0 / s for s in self.std], self.compute_dtype)
-        offset = tf.constant([-m / s for m, s in zip(self.mean, self.std)], self.compute_dtype)
-        return inputs * scale + offset
+        scale = [1.0 / s for s in self.std]
+        offset = [-m / s for m, s in zip(self.mean, self.std)]
+        if len(set(scale)) == 1 and len(set(offset)) == 1:
+            scale, offset = scale[0], offset[0]  # scalars: a per-channel broadcast is slow under XNNPACK
+        return inputs * tf.constant(scale, self.compute_dtype) + tf.constant(offset, self.compute_dtype)
 
     def get_config(self):
         return {**super().get_config(), "mean": list(self.mean), "std": list(self.std)}

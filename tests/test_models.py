@@ -211,32 +211,3 @@ def test_summary_command_unknown_model_is_one_line():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: unknown model 'resnet50'; choose one of:")
     assert "Traceback" not in result.stderr
-
-
-def tflite_logits(model, pixels):
-    """Float32 TFLite conversion (concrete-function path) run by the LiteRT interpreter."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    function = tf.function(lambda x: model(x, training=False))
-    concrete = function.get_concrete_function(tf.TensorSpec((1, *pixels.shape[1:]), tf.float32))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    interpreter = Interpreter(model_content=converter.convert())
-    interpreter.allocate_tensors()
-    input_index = interpreter.get_input_details()[0]["index"]
-    output_index = interpreter.get_output_details()[0]["index"]
-    outputs = []
-    for image in pixels:
-        interpreter.set_tensor(input_index, image[None])
-        interpreter.invoke()
-        outputs.append(interpreter.get_tensor(output_index)[0])
-    return np.stack(outputs)
-
-
-@pytest.mark.parametrize("name", list_models())
-def test_every_model_converts_to_tflite_matching_keras(name):
-    model = small_model(name)
-    randomize_batch_norm(model, np.random.default_rng(4))
-    pixels = random_pixels(2)
-    expected = model(pixels, training=False).numpy()
-    assert np.abs(expected).max() > 1e-3
-    np.testing.assert_allclose(tflite_logits(model, pixels), expected, atol=1e-4, rtol=0)

@@ -1,0 +1,64 @@
+"""What a run saves, in the layout of mobilenets/runs.py.
+
+    RUN_DIR/checkpoints/ckpt-E   model (LGC masks and stages included), optimizer (step counter,
+                                 momenta, loss scale), epochs done, best top-1: the last few, for resume
+    RUN_DIR/best/ckpt-E          model, epochs done and top-1 of the best validation top-1
+
+tf.train.CheckpointManager writes its index only after the data files are complete, so a run
+killed while saving resumes from the previous checkpoint.
+"""
+
+import os
+
+import tensorflow as tf
+
+from mobilenets.runs import CHECKPOINTS
+from mobilenets.training.distribute import writable_dir
+
+KEEP_LAST = 3
+
+
+class TrainingState:
+    """The checkpointed state of a run: `network`, `optimizer`, `epoch` (epochs done), `best_top1`."""
+
+    def __init__(self, network, optimizer, run_dir, strategy):
+        with strategy.scope():
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.best_top1 = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_top1")
+        self.network, self.optimizer = network, optimizer
+        self.last_dir = os.path.join(run_dir, CHECKPOINTS["last"])
+        self.best_dir = os.path.join(run_dir, CHECKPOINTS["best"])
+        self._last = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=network, optimizer=optimizer, epoch=self.epoch, best_top1=self.best_top1),
+            writable_dir(self.last_dir, strategy), max_to_keep=KEEP_LAST)
+        self._best = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=network, epoch=self.epoch, top1=self.best_top1),
+            writable_dir(self.best_dir, strategy), max_to_keep=1)
+
+    def private_dirs(self):
+        """Directories this worker saves into that are not the run's (non-chief workers only)."""
+        return [m.directory for m, real in ((self._last, self.last_dir), (self._best, self.best_dir))
+                if m.directory != real]
+
+    @property
+    def latest(self):
+        """Prefix of the newest complete 'last' checkpoint, or None."""
+        return tf.train.latest_checkpoint(self.last_dir)
+
+    def restore(self, path):
+        """Loads everything from checkpoint `path`; returns the number of epochs it had done."""
+        self._last.checkpoint.restore(path).assert_existing_objects_matched()
+        return int(self.epoch.numpy())
+
+    def save_last(self, epochs_done):
+        self.epoch.assign(epochs_done)
+        return self._last.save(checkpoint_number=epochs_done)
+
+    def save_best(self, epochs_done, top1):
+        """Saves the model as 'best' when `top1` beats the best so far; returns True if it did."""
+        if top1 <= float(self.best_top1.numpy()):
+            return False
+        self.epoch.assign(epochs_done)
+        self.best_top1.assign(top1)
+        self._best.save(checkpoint_number=epochs_done)
+        return True

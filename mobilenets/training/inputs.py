@@ -1,0 +1,92 @@
+"""Training and validation data of a config, through `mobilenets.data.make_dataset`.
+
+Resumable data order: epoch e of a run reads a pipeline built with the seed `epoch_seed(seed, e)`,
+so its shuffling and augmentation depend on (run.seed, e) only, never on how many epochs this
+process has already iterated. A run restarted at epoch e sees the batches an uninterrupted run
+sees at epoch e.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from mobilenets.data import dataset_info, make_dataset
+from mobilenets.errors import ConfigError, DataError
+
+
+DATA_STREAM, DROPOUT_STREAM = 0, 1
+
+
+def epoch_seed(seed, epoch, stream=DATA_STREAM):
+    """A 31-bit seed that is a pure function of (run seed, epoch, stream)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(stream)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataPlan:
+    """What the trainer needs to know about the data before building anything."""
+
+    name: str
+    data_dir: object
+    options: dict
+    num_classes: int
+    train_examples: int
+    has_validation: bool
+    steps_per_epoch: int
+
+
+def source_options(config):
+    """make_dataset's source-specific options that the config sets."""
+    data = config.data
+    if data.dataset == "synthetic":
+        return {"num_classes": config.num_classes or 10, "num_examples": data.synthetic_examples}
+    if data.dataset == "npz":
+        return {"validation_fraction": data.validation_fraction}
+    if data.validation_fraction:
+        raise ConfigError(f"data.validation_fraction holds out a split of 'npz' data only; {data.dataset!r} is "
+                          f"validated on its official split: set data.validation_fraction=0")
+    return {}
+
+
+def plan_data(config):
+    """DataPlan of `config`: class count, split sizes and steps per epoch (capped by run.steps_per_epoch)."""
+    options = source_options(config)
+    info = dataset_info(config.data.dataset, config.data.data_dir, **options)
+    num_classes = config.num_classes or info.num_classes
+    if not num_classes:
+        raise DataError(f"cannot tell the number of classes of {config.data.dataset!r}; set model.num_classes")
+    train_examples = info.splits.get("train") or 0
+    has_validation = "validation" in info.splits and info.splits["validation"] != 0
+    batch = config.schedule.batch_size
+    steps = train_examples // batch if train_examples else None
+    if config.run.steps_per_epoch:
+        steps = min(steps, config.run.steps_per_epoch) if steps else config.run.steps_per_epoch
+    if not steps:
+        raise DataError(f"{config.data.dataset!r} has {train_examples or 'an unknown number of'} training examples, "
+                        f"not one batch of schedule.batch_size={batch}: lower the batch size or set "
+                        f"run.steps_per_epoch")
+    return DataPlan(config.data.dataset, config.data.data_dir, options, int(num_classes), train_examples,
+                    has_validation, int(steps))
+
+
+def _image_size(config):
+    return (config.model.input_size, config.model.input_size)
+
+
+def training_dataset(config, plan, epoch):
+    """The batches of `epoch` (global batch, exactly plan.steps_per_epoch of them)."""
+    data = config.data
+    dataset = make_dataset(plan.name, "train", config.schedule.batch_size, training=True, data_dir=plan.data_dir,
+                           image_size=_image_size(config), seed=epoch_seed(config.run.seed, epoch),
+                           augment=data.augmentation, shuffle_buffer=data.shuffle_buffer, **plan.options)
+    return dataset.take(plan.steps_per_epoch)
+
+
+def validation_dataset(config, plan, batch_size=None):
+    """The validation split in file order, or None when the dataset has none."""
+    if not plan.has_validation:
+        return None
+    return make_dataset(plan.name, "validation", batch_size or config.schedule.batch_size, training=False,
+                        data_dir=plan.data_dir, image_size=_image_size(config),
+                        eval_crop_fraction=config.data.eval_crop_fraction, **plan.options)
+

@@ -1,0 +1,89 @@
+"""Optimizer, learning-rate schedule and weight decay of a training config.
+
+The schedule is a function of the optimizer's step counter, so it is checkpointed with the
+optimizer and resumes exactly: a linear warm-up from 0 (always per batch, Goyal et al. 2017,
+"Accurate, Large Minibatch SGD"), then cosine decay (Loshchilov & Hutter 2017, SGDR), the
+exponential staircase of the TF-slim / torchvision ImageNet recipes, or a constant rate.
+
+Weight decay is coupled, as PyTorch's SGD `weight_decay` and the papers' recipes: the loss gains
+weight_decay / 2 * sum(w ** 2), so the gradient gains weight_decay * w. With
+`weight_decay_skip_bn_and_bias`, 1-D variables (biases, BatchNorm scales and offsets) are not
+decayed, as in d-li14's MobileNetV2 recipe ("no bias decay", He et al. 2019, "Bag of Tricks").
+"""
+
+import math
+
+import tensorflow as tf
+import tf_keras as keras
+
+from mobilenets.errors import ConfigError
+
+
+class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """lr(step): linear warm-up to `peak` over `warmup_epochs`, then `decay` until `epochs`.
+
+    decay: 'cosine' (to min_lr), 'step' (peak * decay_rate ** floor(epochs after warm-up / decay_epochs))
+    or 'constant'. per_batch=False moves the decay once per epoch (the warm-up stays per batch).
+    """
+
+    def __init__(self, peak, steps_per_epoch, epochs, warmup_epochs=0.0, decay="cosine", per_batch=True,
+                 min_lr=0.0, decay_rate=0.1, decay_epochs=30.0):
+        super().__init__()
+        if decay not in ("cosine", "step", "constant"):
+            raise ConfigError(f"unknown learning-rate decay {decay!r}; choose cosine, step or constant")
+        self.peak, self.steps_per_epoch, self.epochs = float(peak), int(steps_per_epoch), float(epochs)
+        self.warmup_epochs, self.decay, self.per_batch = float(warmup_epochs), decay, bool(per_batch)
+        self.min_lr, self.decay_rate, self.decay_epochs = float(min_lr), float(decay_rate), float(decay_epochs)
+
+    def __call__(self, step):
+        epoch = tf.cast(step, tf.float32) / self.steps_per_epoch  # fractional epochs done
+        decay_epoch = epoch if self.per_batch else tf.floor(epoch)
+        after_warmup = tf.maximum(decay_epoch - self.warmup_epochs, 0.0)
+        if self.decay == "cosine":
+            progress = tf.minimum(after_warmup / max(self.epochs - self.warmup_epochs, 1e-8), 1.0)
+            rate = self.min_lr + 0.5 * (self.peak - self.min_lr) * (1.0 + tf.cos(math.pi * progress))
+        elif self.decay == "step":
+            rate = self.peak * tf.pow(self.decay_rate, tf.floor(after_warmup / self.decay_epochs))
+        else:
+            rate = tf.constant(self.peak)
+        if self.warmup_epochs > 0:
+            rate = tf.where(epoch < self.warmup_epochs, self.peak * epoch / self.warmup_epochs, rate)
+        return rate
+
+    def get_config(self):
+        return {
+            "peak": self.peak, "steps_per_epoch": self.steps_per_epoch, "epochs": self.epochs,
+            "warmup_epochs": self.warmup_epochs, "decay": self.decay, "per_batch": self.per_batch,
+            "min_lr": self.min_lr, "decay_rate": self.decay_rate, "decay_epochs": self.decay_epochs,
+        }
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+    """The WarmupDecay of `config.optimizer.lr` and `config.schedule`."""
+    s = config.schedule
+    return WarmupDecay(config.optimizer.lr, steps_per_epoch, s.epochs, s.warmup_epochs, s.decay, s.per_batch,
+                       s.min_lr, s.decay_rate, s.decay_epochs)
+
+
+def make_optimizer(config, lr):
+    """SGD (optionally Nesterov), RMSProp or Adam of `config.optimizer`; `lr`: a rate or a schedule."""
+    o = config.optimizer
+    if o.name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=o.nesterov, clipnorm=o.clipnorm)
+    if o.name == "rmsprop":
+        return keras.optimizers.RMSprop(lr, rho=o.rho, momentum=o.momentum, epsilon=o.epsilon, clipnorm=o.clipnorm)
+    if o.name == "adam":
+        return keras.optimizers.Adam(lr, beta_1=o.momentum, epsilon=o.epsilon, clipnorm=o.clipnorm)
+    raise ConfigError(f"unknown optimizer.name {o.name!r}; choose sgd, rmsprop or adam")
+
+
+def decayed_variables(model, skip_bn_and_bias):
+    """The trainable variables that weight decay applies to (not the 1-D ones when skipping)."""
+    return [v for v in model.trainable_variables if not (skip_bn_and_bias and v.shape.rank <= 1)]
+
+
+def weight_decay_penalty(variables, weight_decay):
+    """weight_decay / 2 * sum of squares: its gradient is weight_decay * w (PyTorch's coupled decay)."""
+    if not weight_decay or not variables:
+        return tf.constant(0.0)
+    return weight_decay * tf.add_n([tf.nn.l2_loss(tf.cast(v, tf.float32)) for v in variables])

@@ -1,0 +1,73 @@
+"""Where a run lives, and whether starting it again resumes it.
+
+The default run directory is runs/<model>-<dataset>-<hash of the config>: running the same
+command again finds the same directory and continues from its last checkpoint, while a
+different config gets a directory of its own. Settings that do not change the result
+(RESUMABLE_CHANGES) may differ on resume; changing any other needs run.resume=true (--resume).
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+
+from hparams import Config, apply_overrides
+from mobilenets.errors import ConfigError
+from mobilenets.runs import CHECKPOINTS
+
+CONFIG_FILE = "config.json"
+DEFAULT_ROOT = "runs"
+# run.* keys that may change between an interrupted run and its continuation.
+RESUMABLE_CHANGES = ("run.run_dir", "run.resume", "run.strategy", "run.log_every", "run.eval_every",
+                     "run.checkpoint_every", "run.nan_policy")
+
+
+def _flat(config):
+    return {f"{section}.{key}": value for section, values in config.to_dict().items() for key, value in values.items()}
+
+
+def config_hash(config):
+    """8 hex digits identifying the settings that change what a run computes."""
+    settings = {k: v for k, v in _flat(config).items() if k not in RESUMABLE_CHANGES}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def resolve_run_dir(config):
+    """`config` with run.run_dir set (the default when it is None)."""
+    if config.run.run_dir is not None:
+        return config
+    name = f"{config.model.name}-{config.data.dataset}-{config_hash(config)}"
+    return apply_overrides(config, {"run.run_dir": os.path.join(DEFAULT_ROOT, name)})
+
+
+def has_checkpoint(run_dir):
+    return os.path.exists(os.path.join(run_dir, CHECKPOINTS["last"], "checkpoint"))
+
+
+def config_changes(old, new):
+    """['section.key: old -> new', ...] of the settings that change the result."""
+    a, b = _flat(old), _flat(new)
+    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in a if a[k] != b[k] and k not in RESUMABLE_CHANGES]
+
+
+def check_resumable(config):
+    """Returns True when config.run.run_dir holds a checkpoint to continue from.
+
+    Raises ConfigError when that run was started with other settings and run.resume is off.
+    """
+    run_dir = config.run.run_dir
+    if not has_checkpoint(run_dir):
+        return False
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise ConfigError(f"{run_dir} has checkpoints but no {CONFIG_FILE}; choose another --run-dir")
+    changes = config_changes(Config.load(path), config)
+    if changes and not config.run.resume:
+        shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
+        raise ConfigError(f"{run_dir} holds a run with other settings ({shown}): pass --resume to continue it with "
+                          f"the new ones, or choose another --run-dir")
+    return True
+
+
+def without_run_dir(config):
+    return dataclasses.replace(config, run=dataclasses.replace(config.run, run_dir=None))

@@ -1,0 +1,187 @@
+"""One training run of a `hparams.Config`, end to end, with Keras `fit`.
+
+    from mobilenets.training import train
+    result = train(get_preset("smoke"))        # or Trainer(config).fit()
+
+The run directory follows mobilenets/runs.py (model.json, config.json, checkpoints/, best/,
+logs/, log.csv). Each epoch is one `fit` call on a pipeline seeded by (run.seed, epoch)
+(see inputs.py); together with the checkpointed optimizer, step counter, LGC masks and the
+per-epoch dropout seeds, a run killed at any point and started again with the same command
+ends with the weights an uninterrupted run reaches.
+"""
+
+import contextlib
+import dataclasses
+import os
+import shutil
+from typing import Optional
+
+import tf_keras as keras
+
+from mobilenets.condense import condensenet_schedule, learned_group_convs
+from mobilenets.errors import ConfigError
+from mobilenets.registry import build_model
+from mobilenets.runs import save_model_spec
+from mobilenets.training import callbacks as cb
+from mobilenets.training.checkpointing import TrainingState
+from mobilenets.training.distribute import check_batch_size, is_chief, make_strategy, synchronize_batch_norm
+from mobilenets.training.inputs import DROPOUT_STREAM, epoch_seed, plan_data, training_dataset, validation_dataset
+from mobilenets.training.objective import Classifier
+from mobilenets.training.optimization import learning_rate_schedule, make_optimizer
+from mobilenets.training.rundir import CONFIG_FILE, check_resumable, resolve_run_dir
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    run_dir: str
+    epochs_done: int
+    history: list  # the epoch logs of the epochs this call trained
+    best_top1: Optional[float]
+    diverged: Optional[str]  # the message, when the loss became NaN/inf under run.nan_policy=stop
+    network: keras.Model
+
+
+def build_kwargs(config, num_classes):
+    """`build_model` keyword arguments of config.model (None groups / condense_factor left out)."""
+    m = config.model
+    kwargs = dict(name=m.name, num_classes=num_classes, input_shape=(m.input_size, m.input_size, 3),
+                  width_multiplier=m.width_multiplier, dropout=m.dropout, config=m.config, expansion=m.expansion,
+                  normalization=m.normalization, bn_momentum=m.bn_momentum)
+    kwargs.update({k: getattr(m, k) for k in ("groups", "condense_factor") if getattr(m, k) is not None})
+    return kwargs
+
+
+@contextlib.contextmanager
+def layer_construction(mixed_precision):
+    """Layers built inside use `mixed_precision` (None: float32) and tf.random.Generator-based
+    dropout (reseedable, see callbacks.ReseedDropout); the global settings are restored after."""
+    policy = keras.mixed_precision.global_policy()
+    generator_was_enabled = keras.backend.experimental.is_tf_random_generator_enabled()
+    keras.mixed_precision.set_global_policy(mixed_precision or "float32")
+    keras.backend.experimental.enable_tf_random_generator()
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        if not generator_was_enabled:
+            keras.backend.experimental.disable_tf_random_generator()
+
+
+def condensation_steps(config, network, steps_per_epoch):
+    """Optimizer steps after which to condense: CondenseNet's progress k / (2 (C - 1)), or the
+    ends of lgc.fixed_epochs. Empty for models without learned group convolutions."""
+    layers = learned_group_convs(network)
+    if not layers:
+        return []
+    factor = layers[0].condense_factor
+    if config.lgc.schedule == "fixed_epochs":
+        if len(config.lgc.fixed_epochs) != factor - 1:
+            raise ConfigError(f"lgc.fixed_epochs needs {factor - 1} epochs (condense factor {factor} - 1); "
+                              f"got {list(config.lgc.fixed_epochs)}")
+        return [epoch * steps_per_epoch for epoch in config.lgc.fixed_epochs]
+    return condensenet_schedule(factor, config.schedule.epochs * steps_per_epoch)
+
+
+class Trainer:
+    """Builds everything a run needs (strategy, data plan, network, optimizer, state) and resumes
+    from the run directory's last checkpoint when there is one; `fit()` trains the remaining epochs.
+
+    run_eagerly: run the train step eagerly (debugging, tiny tests). sync_batchnorm: with several
+    replicas, normalise over the global batch (see distribute.synchronize_batch_norm).
+    """
+
+    def __init__(self, config, strategy=None, *, run_eagerly=False, sync_batchnorm=False, log=print):
+        self.strategy = strategy or make_strategy(config.run.strategy)
+        self.config = config = resolve_run_dir(config)
+        self.run_dir, self.log = config.run.run_dir, log
+        self.chief = is_chief(self.strategy)
+        check_batch_size(config.schedule.batch_size, self.strategy)
+        resuming = check_resumable(config)
+        self.plan = plan_data(config)
+        keras.utils.set_random_seed(config.run.seed)
+        with self.strategy.scope(), layer_construction(config.run.mixed_precision):
+            self.network = build_model(**build_kwargs(config, self.plan.num_classes))
+            if sync_batchnorm and self.strategy.num_replicas_in_sync > 1:
+                synchronize_batch_norm(self.network)
+            reg = config.regularization
+            self.classifier = Classifier(self.network, reg.weight_decay, not reg.weight_decay_skip_bn_and_bias,
+                                         config.lgc.lasso_decay if config.model.is_lgc else 0.0)
+            self.learning_rate = learning_rate_schedule(config, self.plan.steps_per_epoch)  # step -> rate
+            optimizer = make_optimizer(config, self.learning_rate)
+            self.classifier.compile_objective(optimizer, reg.label_smoothing, config.run.xla, run_eagerly)
+            self.classifier.optimizer.build(self.classifier.trainable_variables)
+        self.state = TrainingState(self.network, self.classifier.optimizer, self.run_dir, self.strategy)
+        self.start_epoch = self.state.restore(self.state.latest) if resuming else 0
+        self.condensation_steps = condensation_steps(config, self.network, self.plan.steps_per_epoch)
+        if self.chief:
+            config.save(os.path.join(self.run_dir, CONFIG_FILE))
+            save_model_spec(self.run_dir, **build_kwargs(config, self.plan.num_classes))
+        self._announce(resuming)
+
+    def _announce(self, resuming):
+        c, p = self.config, self.plan
+        where = f"resuming after epoch {self.start_epoch}" if resuming else "starting"
+        self.log(f"{c.model.name} ({self.network.count_params():,} parameters) on {c.data.dataset}: "
+                 f"{c.schedule.epochs} epochs x {p.steps_per_epoch} steps of {c.schedule.batch_size} images on "
+                 f"{self.strategy.num_replicas_in_sync} replica(s); {where} in {self.run_dir}")
+
+    def callbacks(self):
+        """The run's callbacks, in the order they must see each batch and epoch."""
+        c = self.config
+        self.guard = cb.DivergenceGuard(c.run.nan_policy, lambda: self.state.latest or "none (no epoch finished)")
+        run = [
+            cb.EpochLogs(self.network, self.learning_rate),
+            cb.EpochProgbar(c.schedule.epochs),
+            self.guard,
+            cb.Condensation(self.network, self.condensation_steps, self.log),
+            cb.ReseedDropout(self.network, lambda epoch: epoch_seed(c.run.seed, epoch, stream=DROPOUT_STREAM)),
+            cb.SaveCheckpoints(self.state, c.run.checkpoint_every, c.schedule.epochs, self.guard),
+        ]
+        if self.chief:
+            run += [cb.CsvLog(os.path.join(self.run_dir, "log.csv"), self.start_epoch),
+                    cb.TensorBoardLog(os.path.join(self.run_dir, "logs"), c.run.log_every, self.learning_rate)]
+        return run
+
+    def fit(self, callbacks=(), verbose="auto"):
+        """Trains epochs start_epoch .. schedule.epochs - 1; returns a TrainingResult."""
+        c = self.config
+        epochs, history = c.schedule.epochs, []
+        if self.start_epoch >= epochs:
+            self.log(f"{self.run_dir} has already trained all {epochs} epochs; nothing to do")
+            return self._result(history, diverged=None)
+        run_callbacks = self.callbacks() + list(callbacks)
+        validation = validation_dataset(c, self.plan)
+        for epoch in range(self.start_epoch, epochs):
+            due = validation is not None and ((epoch + 1) % c.run.eval_every == 0 or epoch + 1 == epochs)
+            fitted = self.classifier.fit(
+                training_dataset(c, self.plan, epoch),
+                epochs=epoch + 1,
+                initial_epoch=epoch,
+                steps_per_epoch=self.plan.steps_per_epoch,
+                validation_data=validation if due else None,
+                callbacks=run_callbacks,
+                verbose=verbose if self.chief else 0,
+            )
+            history.append({k: v[-1] for k, v in fitted.history.items()})
+            if self.guard.diverged:
+                self.log(f"stopped: {self.guard.diverged}")
+                break
+        self._clean_up_worker_dirs()
+        return self._result(history, self.guard.diverged)
+
+    def _result(self, history, diverged):
+        best = float(self.state.best_top1.numpy())
+        return TrainingResult(self.run_dir, int(self.state.epoch.numpy()), history, best if best >= 0 else None,
+                              diverged, self.network)
+
+    def _clean_up_worker_dirs(self):
+        if not self.chief:
+            for directory in self.state.private_dirs():
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+def train(config, *, strategy=None, run_eagerly=False, sync_batchnorm=False, callbacks=(), verbose="auto",
+          log=print):
+    """Trains `config` (a hparams.Config) and returns a TrainingResult; see Trainer."""
+    trainer = Trainer(config, strategy, run_eagerly=run_eagerly, sync_batchnorm=sync_batchnorm, log=log)
+    return trainer.fit(callbacks, verbose)

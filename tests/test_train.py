@@ -1,0 +1,341 @@
+"""Training (issue 4): every model trains, the objective's terms, the learning-rate schedule, LGC
+condensation, divergence, the train.py command, resume after SIGKILL, MirroredStrategy and a
+two-process multi-worker run.
+
+Small on purpose (synthetic 32x32 images, width 0.35, a few steps of tiny batches) so that the
+file runs in a few minutes on 2 CPU cores. The commands run as subprocesses: a run killed with
+SIGKILL, logical devices that must be configured before TensorFlow starts, one process per worker.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from hparams import apply_overrides, get_preset
+from mobilenets.condense import condense, group_lasso, learned_group_convs
+from mobilenets.errors import ConfigError, TrainingDiverged
+from mobilenets.registry import build_model, is_learned_group_model, list_models
+from mobilenets.runs import load_run
+from mobilenets.training import Classifier, WarmupDecay, condensation_steps, train
+from mobilenets.training.rundir import check_resumable
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def quiet(*_):
+    pass
+
+
+def tiny(run_dir, model="mobilenetv2", *overrides):
+    """The smoke preset shrunk: width 0.35, stride-2 stem (cheap at 32x32), 16 synthetic images."""
+    return apply_overrides(get_preset("smoke"), [
+        f"run.run_dir={run_dir}", f"model.name={model}", "model.width_multiplier=0.35", "model.config=imagenet",
+        "data.synthetic_examples=16", "schedule.batch_size=16", "run.steps_per_epoch=1", *overrides,
+    ])
+
+
+def images_and_labels(count=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return (tf.constant(rng.uniform(0, 255, (count, 32, 32, 3)), tf.float32),
+            tf.constant(rng.integers(0, 10, count), tf.int32))
+
+
+# ----- every model, the objective, the schedule ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_trains_and_its_loss_falls(name, tmp_path):
+    # One fixed batch of 16 at every step, run eagerly: no tracing keeps all 11 models cheap. Adam,
+    # since plain SGD is erratic on these tiny networks whose last feature maps are 1x1. LGC models
+    # condense (C=2) only after the steps compared, as a condensation stage may raise the loss.
+    lgc = ["model.condense_factor=2", "lgc.schedule=fixed_epochs", "lgc.fixed_epochs=[2]", "schedule.epochs=3"]
+    config = tiny(tmp_path, name, "optimizer.name=adam", "optimizer.lr=0.001", "schedule.epochs=2",
+                  "run.eval_every=100", "run.checkpoint_every=100", *(lgc if is_learned_group_model(name) else []))
+    result = train(config, run_eagerly=True, verbose=0, log=quiet)
+    losses = [epoch["loss"] for epoch in result.history]
+    assert np.all(np.isfinite(losses))
+    assert losses[1] < losses[0], losses
+
+
+def test_group_lasso_enters_the_loss_with_its_weight():
+    network = build_model("mobilenetv2_lgc", num_classes=10, input_shape=(32, 32, 3), width_multiplier=0.35,
+                          config="imagenet")
+    condense(network)  # a realistic, partly masked state
+    images, labels = images_and_labels()
+    logits = network(images, training=False)
+
+    def loss(lasso_decay):
+        classifier = Classifier(network, lasso_decay=lasso_decay).compile_objective(keras.optimizers.SGD(0.1))
+        return float(classifier.compute_loss(y=labels, y_pred=logits))  # what fit's train step minimises
+
+    weight = 1e-3
+    np.testing.assert_allclose(loss(weight) - loss(0.0), weight * float(group_lasso(network)), rtol=1e-4)
+
+
+def test_weight_decay_is_pytorch_style_and_skips_biases_and_batch_norm_when_asked():
+    network = build_model("mobilenetv2", num_classes=10, input_shape=(32, 32, 3), width_multiplier=0.35,
+                          config="imagenet")
+    weights = [v for v in network.trainable_variables if v.shape.rank > 1]
+    assert len(weights) < len(network.trainable_variables)  # there are BatchNorm scales/offsets and biases
+
+    def half_squares(variables):
+        return sum(0.5 * float(tf.reduce_sum(tf.square(v))) for v in variables)
+
+    decay = 4e-5
+    skip = Classifier(network, weight_decay=decay, decay_bn_and_bias=False).penalty()
+    every = Classifier(network, weight_decay=decay, decay_bn_and_bias=True).penalty()
+    np.testing.assert_allclose(float(skip), decay * half_squares(weights), rtol=1e-5)
+    np.testing.assert_allclose(float(every), decay * half_squares(network.trainable_variables), rtol=1e-5)
+
+
+def test_learning_rate_warms_up_linearly_per_batch_then_decays():
+    cosine = WarmupDecay(0.4, steps_per_epoch=10, epochs=10, warmup_epochs=2, decay="cosine")
+    rate = lambda schedule, step: float(schedule(step))  # noqa: E731
+    assert rate(cosine, 0) == 0.0
+    np.testing.assert_allclose([rate(cosine, 5), rate(cosine, 10), rate(cosine, 20)], [0.1, 0.2, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(rate(cosine, 60), 0.2, rtol=1e-5)  # half way through the decay
+    np.testing.assert_allclose(rate(cosine, 100), 0.0, atol=1e-7)
+    per_epoch = WarmupDecay(1.0, 10, 10, decay="step", per_batch=False, decay_rate=0.5, decay_epochs=2)
+    assert [rate(per_epoch, s) for s in (0, 19, 20, 39, 40)] == [1.0, 1.0, 0.5, 0.5, 0.25]
+
+
+def test_condensation_steps_follow_the_chosen_schedule(tmp_path):
+    network = build_model("mobilenetv2_lgc", num_classes=10, input_shape=(32, 32, 3), width_multiplier=0.35,
+                          config="imagenet", condense_factor=4)
+    config = tiny(tmp_path, "mobilenetv2_lgc", "schedule.epochs=12")
+    assert condensation_steps(config, network, steps_per_epoch=10) == [20, 40, 60]  # progress 1/6, 2/6, 3/6
+    fixed = apply_overrides(config, ["lgc.schedule=fixed_epochs", "lgc.fixed_epochs=[3,5,7]"])
+    assert condensation_steps(fixed, network, steps_per_epoch=10) == [30, 50, 70]
+    plain = build_model("mobilenetv2", num_classes=10, input_shape=(32, 32, 3), width_multiplier=0.35)
+    assert condensation_steps(config, plain, steps_per_epoch=10) == []
+
+
+# ----- LGC training and divergence -----------------------------------------------------------------
+
+
+def test_lgc_model_condenses_to_one_over_c_and_keeps_learning_after_each_stage(tmp_path):
+    factor = 4
+    config = tiny(tmp_path, "mobilenetv2_lgc", f"model.condense_factor={factor}", "model.groups=4",
+                  "optimizer.name=adam", "optimizer.lr=0.001", "lgc.lasso_decay=1e-4", "schedule.epochs=8",
+                  "lgc.schedule=fixed_epochs", "lgc.fixed_epochs=[2,4,6]", "run.eval_every=100")
+    result = train(config, run_eagerly=True, verbose=0, log=quiet)  # graph mode: see the resume test
+    losses = [epoch["loss"] for epoch in result.history]  # one step per epoch: the loss of each step
+    for stage_epoch in (2, 4, 6):  # condensed after that many steps; then two more steps
+        assert losses[stage_epoch + 1] < losses[stage_epoch], (stage_epoch, losses)
+    assert losses[-1] < losses[0]
+    layers = learned_group_convs(result.network)
+    assert layers
+    for layer in layers:
+        assert int(layer.stage.numpy()) == factor - 1
+        assert layer.sparsity() == pytest.approx((factor - 1) / factor, abs=1e-9), layer.name
+    assert [round(epoch["lgc_sparsity"], 6) for epoch in result.history[1::2]] == [0.25, 0.5, 0.75, 0.75]
+    reloaded = load_run(str(tmp_path), "last")  # the masks are in the checkpoint
+    for saved, trained in zip(learned_group_convs(reloaded), layers):
+        np.testing.assert_array_equal(saved.mask.numpy(), trained.mask.numpy())
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    class PoisonAtSecondEpoch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                kernel = self.model.network.trainable_variables[-2]
+                kernel.assign(tf.fill(kernel.shape, np.nan))
+
+    config = tiny(tmp_path, "mobilenetv1", "schedule.epochs=3", "run.steps_per_epoch=2", "schedule.batch_size=8")
+    with pytest.raises(TrainingDiverged, match=r"at step 3 \(batch 1 of epoch 2\)") as raised:
+        train(config, run_eagerly=True, verbose=0, log=quiet, callbacks=[PoisonAtSecondEpoch()])
+    assert "ckpt-1" in str(raised.value) and "\n" not in str(raised.value)
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("ckpt-*.index"))
+    assert checkpoints == ["ckpt-1.index"]
+    model = load_run(str(tmp_path), "last")
+    assert all(np.all(np.isfinite(v.numpy())) for v in model.variables)
+
+
+# ----- the command: end to end, errors, resume after SIGKILL ----------------------------------------
+
+# Tiny, but with what resume must reproduce: dropout, momentum, a per-batch cosine, and a
+# condensation stage after the kill (CondenseNet schedule over 9 steps: steps 2, 3 and 4).
+COMMAND_FLAGS = ["--model", "mobilenetv2_lgc", "--dataset", "synthetic", "--epochs", "3", "--batch-size", "8",
+                 "--width", "0.35", "--steps-per-epoch", "3", "--verbose", "2", "--set", "model.config=imagenet",
+                 "--set", "data.synthetic_examples=32", "--set", "data.augmentation=cifar", "--set", "model.dropout=0.2",
+                 "--set", "optimizer.lr=0.01", "--set", "run.log_every=2"]
+
+
+def train_command(run_dir):
+    return [sys.executable, str(ROOT / "train.py"), *COMMAND_FLAGS, "--run-dir", str(run_dir)]
+
+
+@pytest.fixture(scope="module")
+def command_runs(tmp_path_factory):
+    """Starts, side by side, an uninterrupted run and the run the resume test kills."""
+    root = tmp_path_factory.mktemp("command")
+    start = lambda name: subprocess.Popen(train_command(root / name), cwd=ROOT, env=ENV, text=True,  # noqa: E731
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    processes = {"reference": start("reference"), "interrupted": start("interrupted")}
+    yield root, processes
+    for process in processes.values():
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_train_command_end_to_end_leaves_checkpoints_logs_and_the_resolved_config(command_runs):
+    root, processes = command_runs
+    output, _ = processes["reference"].communicate(timeout=600)
+    assert processes["reference"].returncode == 0, output
+    run = root / "reference"
+    assert "done: 3 epochs" in output and "Epoch 3/3" in output
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
+    assert tf.train.latest_checkpoint(str(run / "best"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["name"] == "mobilenetv2_lgc" and config["data"]["dataset"] == "synthetic"
+    assert config["schedule"]["epochs"] == 3 and config["lgc"]["lasso_decay"] == 1e-5  # the preset's LGC settings
+    assert config["run"]["run_dir"] == str(run)
+    assert json.loads((run / "model.json").read_text())["condense_factor"] == 4
+    rows = (run / "log.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("epoch,step,seconds,loss,accuracy")
+    tags = set()
+    for events in (run / "logs" / "train").glob("events.out.tfevents.*"):
+        tags |= {value.tag for event in tf.compat.v1.train.summary_iterator(str(events)) for value in event.summary.value}
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_lgc_sparsity", "batch_loss"} <= tags
+    assert list((run / "logs" / "validation").glob("events.out.tfevents.*"))
+
+
+def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(command_runs):
+    root, processes = command_runs
+    interrupted = processes["interrupted"]
+    for line in interrupted.stdout:  # the epoch-1 checkpoint is written before epoch 2 starts
+        if line.startswith("Epoch 2/3"):
+            interrupted.send_signal(signal.SIGKILL)
+            break
+    interrupted.wait(timeout=600)
+    assert interrupted.returncode == -signal.SIGKILL
+    run = root / "interrupted"
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-1")
+
+    resumed = subprocess.run(train_command(run), cwd=ROOT, env=ENV, text=True, capture_output=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming after epoch 1" in resumed.stdout and "condensation stage 3/3" in resumed.stdout
+    processes["reference"].wait(timeout=600)
+    expected = tf.train.latest_checkpoint(str(root / "reference" / "checkpoints"))
+    actual = tf.train.latest_checkpoint(str(run / "checkpoints"))
+    keys = [key for key, _ in tf.train.list_variables(expected) if key.endswith("VARIABLE_VALUE")]
+    assert any("mask" in key for key in keys) and any(key.startswith("optimizer/") for key in keys)
+    assert keys == [key for key, _ in tf.train.list_variables(actual) if key.endswith("VARIABLE_VALUE")]
+    for key in keys:
+        np.testing.assert_allclose(tf.train.load_variable(actual, key), tf.train.load_variable(expected, key),
+                                   rtol=1e-5, atol=1e-6, err_msg=key)
+    csv_epochs = [line.split(",")[0] for line in (run / "log.csv").read_text().splitlines()[1:]]
+    assert csv_epochs == ["1", "2", "3"]
+
+
+def test_same_run_directory_with_other_settings_needs_resume(tmp_path):
+    config = tiny(tmp_path)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-1"\n')
+    config.save(tmp_path / "config.json")
+    assert check_resumable(config)
+    assert check_resumable(apply_overrides(config, ["run.log_every=7", "run.strategy=mirrored"]))
+    with pytest.raises(ConfigError, match=r"optimizer.lr: 0.01 -> 0.02\): pass --resume"):
+        check_resumable(apply_overrides(config, ["optimizer.lr=0.02"]))
+    assert check_resumable(apply_overrides(config, ["optimizer.lr=0.02", "run.resume=true"]))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--model", "mobilenetv9"], "error: unknown model 'mobilenetv9'"),
+    (["--model", "mobilenetv2", "--set", "optimizer.lrr=1"], "error: unknown key 'optimizer.lrr'"),
+    (["--preset", "smoke", "--dataset", "npz"], "error: data.data_dir must be the path of the 'npz' dataset"),
+])
+def test_train_command_errors_are_one_line_without_traceback(args, message):
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, env=ENV, text=True,
+                            capture_output=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+
+
+# ----- tf.distribute ------------------------------------------------------------------------------
+
+MIRRORED_SCRIPT = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from hparams import apply_overrides, get_preset
+from mobilenets.condense import condense, learned_group_convs
+from mobilenets.registry import build_model
+from mobilenets.training import train
+
+def run(name, strategy):
+    config = apply_overrides(get_preset("smoke"), [
+        "run.run_dir=" + sys.argv[1] + "/" + name, "model.name=mobilenetv3_small_minimalistic",
+        "model.width_multiplier=0.35", "model.config=imagenet", "data.synthetic_examples=32", "schedule.batch_size=16",
+        "run.steps_per_epoch=1", "schedule.epochs=3", "run.eval_every=100", "optimizer.lr=0.001"])
+    return train(config, strategy=strategy, sync_batchnorm=True, verbose=0, log=lambda *_: None)
+
+mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+one, two = run("one", tf.distribute.get_strategy()), run("two", mirrored)
+with mirrored.scope():  # what the Condensation callback does between steps, in cross-replica context
+    lgc = build_model("mobilenetv2_lgc", 10, (32, 32, 3), 0.35, config="imagenet")
+    for layer in learned_group_convs(lgc):  # make the replicas' kernels differ: the mask must follow replica 0
+        layer.kernel.values[1].assign(tf.random.normal(layer.kernel.shape))
+    condense(lgc)
+layers = learned_group_convs(lgc)
+print(json.dumps({
+    "one": [epoch["loss"] for epoch in one.history], "two": [epoch["loss"] for epoch in two.history],
+    "replicas": len(layers[0].mask.values), "sparsity": float(np.mean([l.sparsity() for l in layers])),
+    "masks_equal": all(np.array_equal(*[m.numpy() for m in layer.mask.values]) for layer in layers),
+}))
+"""
+
+
+def test_mirrored_strategy_on_two_devices_matches_one_device_at_the_same_global_batch(tmp_path):
+    # With sync_batchnorm the two replicas normalise over the global batch, as one device does.
+    # MobileNetV3-Small minimalistic (ReLU): the ReLU6 networks of this tiny size (1x1 last maps,
+    # batch 16) turn float rounding differences between one and two devices into visibly different
+    # curves within a few steps. Condensation must give every replica the same masks.
+    result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(tmp_path)], cwd=ROOT, env=ENV, text=True,
+                            capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(report["two"], report["one"], rtol=1e-5)
+    assert report["replicas"] == 2 and report["masks_equal"] and report["sparsity"] == pytest.approx(0.25)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_worker_run_on_localhost_completes(tmp_path):
+    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    flags = ["--model", "mobilenetv1", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "8", "--width",
+             "0.35", "--steps-per-epoch", "2", "--set", "model.config=imagenet", "--set", "data.synthetic_examples=32",
+             "--strategy", "multi_worker", "--run-dir", str(tmp_path / "run"), "--verbose", "0"]
+    processes = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
+        processes.append(subprocess.Popen([sys.executable, str(ROOT / "train.py"), *flags], cwd=ROOT, text=True,
+                                          env={**ENV, "TF_CONFIG": json.dumps(tf_config)},
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    try:
+        outputs = [process.communicate(timeout=420)[0] for process in processes]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    assert "on 2 replica(s)" in outputs[0] and "done: 1 epoch," in outputs[0]
+    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-1")
+    assert sorted(os.listdir(tmp_path)) == ["run"]  # the other worker's checkpoints went to a temporary place
