@@ -10,7 +10,8 @@ YAML, only the keys it changes), then the shortcut flags, then every --set secti
 (repeatable, applied last). The resolved config is written to RUN_DIR/config.json; the default
 run directory is runs/<model>-<dataset>-<config hash>. Killed or interrupted? Run the same
 command again: it resumes from the last checkpoint (to continue with changed settings, add
---resume). All behaviour lives in mobilenets/training/ (this file only parses arguments).
+--resume). A loss that turns NaN stops the run (--on-nan stop|raise) or, with --on-nan restart,
+continues from the last good checkpoint with half the learning rate (run.nan_lr_factor). All behaviour lives in mobilenets/training/ (this file only parses arguments).
 """
 
 import argparse
@@ -32,6 +33,7 @@ SHORTCUTS = {
     "strategy": "run.strategy",
     "mixed_precision": "run.mixed_precision",
     "steps_per_epoch": "run.steps_per_epoch",
+    "on_nan": "run.nan_policy",
 }
 SWITCHES = {"xla": "run.xla", "resume": "run.resume"}
 

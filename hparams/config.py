@@ -321,8 +321,9 @@ class RunConfig(_Section):
     (TPU, recent CPUs/GPUs). xla: jit-compile the train step. checkpoint_every, eval_every:
     in epochs. log_every: in steps. steps_per_epoch: cap on steps per epoch (smoke runs); None
     is a full pass over the data. resume: continue from the latest checkpoint in run_dir.
-    nan_policy on a NaN/inf loss: 'raise' (stop with TrainingDiverged, non-zero exit) or
-    'stop' (end training, keeping the last good checkpoint).
+    nan_policy on a NaN/inf loss: 'raise' (stop with TrainingDiverged, non-zero exit),
+    'stop' (end training, keeping the last good checkpoint) or 'restart' (go back to the last
+    good checkpoint with the learning rate times nan_lr_factor, at most nan_restarts times).
     """
 
     SECTION = "run"
@@ -336,7 +337,9 @@ class RunConfig(_Section):
     log_every: int = 100
     steps_per_epoch: Optional[int] = None
     resume: bool = False
-    nan_policy: Literal["raise", "stop"] = "raise"
+    nan_policy: Literal["raise", "stop", "restart"] = "raise"
+    nan_lr_factor: float = 0.5
+    nan_restarts: int = 3
 
     def _check(self):
         self._require(self.run_dir is None or self.run_dir != "", "run_dir", "a path or null")
@@ -344,6 +347,8 @@ class RunConfig(_Section):
         self._require(self.checkpoint_every >= 1, "checkpoint_every", ">= 1")
         self._require(self.eval_every >= 1, "eval_every", ">= 1")
         self._require(self.log_every >= 1, "log_every", ">= 1")
+        self._require(0 < self.nan_lr_factor < 1, "nan_lr_factor", "in (0, 1)")
+        self._require(self.nan_restarts >= 0, "nan_restarts", ">= 0")
         self._require(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch", ">= 1 or null")
         self._require(not (self.strategy == "tpu" and self.mixed_precision == "mixed_float16"), "mixed_precision",
                       "null or 'mixed_bfloat16' with run.strategy=tpu (TPUs have no float16)")

@@ -106,7 +106,7 @@ class InvokeTimer:
         return time.perf_counter() - start
 
 
-def median_latencies_ms(timers, runs=50, warmup=5, block=10):
+def median_latencies_ms(timers, runs=50, warmup=5, block=25):
     """Median invoke time of each `InvokeTimer`, in milliseconds.
 
     The timers take turns in blocks of `block` consecutive invokes (the first

@@ -68,7 +68,7 @@ def restore_model(model, checkpoint_path):
         status = tf.train.Checkpoint(model=model).restore(checkpoint_path)
         status.expect_partial()
         status.assert_existing_objects_matched()
-    except (tf.errors.OpError, ValueError, AssertionError) as error:
+    except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # IndexError: a truncated file
         reason = str(error).strip().splitlines()[0][:200]
         raise CheckpointError(
             f"checkpoint {checkpoint_path} does not fit model {model.name} ({reason}); "

@@ -10,10 +10,12 @@ SIGKILL, logical devices that must be configured before TensorFlow starts, one p
 import json
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -163,10 +165,10 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 
 # ----- the command: end to end, errors, resume after SIGKILL ----------------------------------------
 
-# Tiny, but with what resume must reproduce: dropout, momentum, a per-batch cosine, and a
-# condensation stage after the kill (CondenseNet schedule over 9 steps: steps 2, 3 and 4).
-COMMAND_FLAGS = ["--model", "mobilenetv2_lgc", "--dataset", "synthetic", "--epochs", "3", "--batch-size", "8",
-                 "--width", "0.35", "--steps-per-epoch", "3", "--verbose", "2", "--set", "model.config=imagenet",
+# Tiny, but with what resume must reproduce: dropout, momentum, a per-batch cosine, and
+# condensation stages between kills (CondenseNet schedule over 12 steps: steps 2, 4 and 6).
+COMMAND_FLAGS = ["--model", "mobilenetv2_lgc", "--dataset", "synthetic", "--epochs", "6", "--batch-size", "8",
+                 "--width", "0.35", "--steps-per-epoch", "2", "--verbose", "2", "--set", "model.config=imagenet",
                  "--set", "data.synthetic_examples=32", "--set", "data.augmentation=cifar", "--set", "model.dropout=0.2",
                  "--set", "optimizer.lr=0.01", "--set", "run.log_every=2"]
 
@@ -175,58 +177,63 @@ def train_command(run_dir):
     return [sys.executable, str(ROOT / "train.py"), *COMMAND_FLAGS, "--run-dir", str(run_dir)]
 
 
+def start_training(run_dir):
+    return subprocess.Popen(train_command(run_dir), cwd=ROOT, env=ENV, text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
 @pytest.fixture(scope="module")
 def command_runs(tmp_path_factory):
-    """Starts, side by side, an uninterrupted run and the run the resume test kills."""
+    """An uninterrupted run, started once for the tests below; it runs while the kill test works."""
     root = tmp_path_factory.mktemp("command")
-    start = lambda name: subprocess.Popen(train_command(root / name), cwd=ROOT, env=ENV, text=True,  # noqa: E731
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    processes = {"reference": start("reference"), "interrupted": start("interrupted")}
-    yield root, processes
-    for process in processes.values():
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+    reference = start_training(root / "reference")
+    yield root, reference
+    if reference.poll() is None:
+        reference.kill()
+        reference.wait()
 
 
-def test_train_command_end_to_end_leaves_checkpoints_logs_and_the_resolved_config(command_runs):
-    root, processes = command_runs
-    output, _ = processes["reference"].communicate(timeout=600)
-    assert processes["reference"].returncode == 0, output
-    run = root / "reference"
-    assert "done: 3 epochs" in output and "Epoch 3/3" in output
-    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
-    assert tf.train.latest_checkpoint(str(run / "best"))
-    config = json.loads((run / "config.json").read_text())
-    assert config["model"]["name"] == "mobilenetv2_lgc" and config["data"]["dataset"] == "synthetic"
-    assert config["schedule"]["epochs"] == 3 and config["lgc"]["lasso_decay"] == 1e-5  # the preset's LGC settings
-    assert config["run"]["run_dir"] == str(run)
-    assert json.loads((run / "model.json").read_text())["condense_factor"] == 4
-    rows = (run / "log.csv").read_text().splitlines()
-    assert len(rows) == 4 and rows[0].startswith("epoch,step,seconds,loss,accuracy")
-    tags = set()
-    for events in (run / "logs" / "train").glob("events.out.tfevents.*"):
-        tags |= {value.tag for event in tf.compat.v1.train.summary_iterator(str(events)) for value in event.summary.value}
-    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_lgc_sparsity", "batch_loss"} <= tags
-    assert list((run / "logs" / "validation").glob("events.out.tfevents.*"))
+def kill_at(process, rng, epochs_done):
+    """SIGKILLs `process` at a random moment: a random fraction of a second into the second epoch
+    it trains (steps, validation, checkpoint writing) or, near the end, during start-up (import,
+    build, tracing). Returns where."""
+    if epochs_done + 2 <= 5:  # epochs trigger..6 (two or more) remain after the trigger line
+        trigger = f"Epoch {epochs_done + 2}/6"
+        for line in process.stdout:
+            if line.startswith(trigger):
+                break
+        delay = rng.uniform(0.0, 0.3)
+    else:
+        trigger, delay = "start", rng.uniform(1.0, 4.0)
+    threading.Timer(delay, process.send_signal, [signal.SIGKILL]).start()
+    process.communicate(timeout=600)
+    return f"{trigger} + {delay:.2f}s"
 
 
-def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(command_runs):
-    root, processes = command_runs
-    interrupted = processes["interrupted"]
-    for line in interrupted.stdout:  # the epoch-1 checkpoint is written before epoch 2 starts
-        if line.startswith("Epoch 2/3"):
-            interrupted.send_signal(signal.SIGKILL)
-            break
-    interrupted.wait(timeout=600)
-    assert interrupted.returncode == -signal.SIGKILL
-    run = root / "interrupted"
-    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-1")
+def epochs_in(checkpoint):
+    return int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
 
-    resumed = subprocess.run(train_command(run), cwd=ROOT, env=ENV, text=True, capture_output=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "resuming after epoch 1" in resumed.stdout and "condensation stage 3/3" in resumed.stdout
-    processes["reference"].wait(timeout=600)
+
+def test_run_killed_at_five_random_points_resumes_each_time_and_ends_with_the_uninterrupted_weights(command_runs):
+    root, reference = command_runs
+    run, rng = root / "interrupted", random.Random(5)
+    process, kills, done = start_training(run), [], 0
+    while len(kills) < 5:
+        where = kill_at(process, rng, done)
+        assert process.returncode == -signal.SIGKILL, f"the run ended before the kill at {where}"
+        latest = tf.train.latest_checkpoint(str(run / "checkpoints"))
+        assert epochs_in(latest) >= done  # never lost a complete checkpoint
+        if latest:
+            reader = tf.train.load_checkpoint(latest)  # complete and readable, whatever the kill interrupted
+            assert all(np.all(np.isfinite(reader.get_tensor(key))) for key, _ in tf.train.list_variables(latest)
+                       if key.endswith("VARIABLE_VALUE") and reader.get_tensor(key).dtype.kind == "f")
+        done = epochs_in(latest)
+        kills.append((where, done))
+        process = start_training(run)
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    assert f"resuming after epoch {done}" in output or (done == 0 and "starting" in output), output
+    reference.wait(timeout=600)
     expected = tf.train.latest_checkpoint(str(root / "reference" / "checkpoints"))
     actual = tf.train.latest_checkpoint(str(run / "checkpoints"))
     keys = [key for key, _ in tf.train.list_variables(expected) if key.endswith("VARIABLE_VALUE")]
@@ -234,9 +241,31 @@ def test_killed_run_resumes_to_the_weights_of_an_uninterrupted_run(command_runs)
     assert keys == [key for key, _ in tf.train.list_variables(actual) if key.endswith("VARIABLE_VALUE")]
     for key in keys:
         np.testing.assert_allclose(tf.train.load_variable(actual, key), tf.train.load_variable(expected, key),
-                                   rtol=1e-5, atol=1e-6, err_msg=key)
+                                   rtol=1e-5, atol=1e-6, err_msg=f"{key} after kills at {kills}")
     csv_epochs = [line.split(",")[0] for line in (run / "log.csv").read_text().splitlines()[1:]]
-    assert csv_epochs == ["1", "2", "3"]
+    assert csv_epochs == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_train_command_end_to_end_leaves_checkpoints_logs_and_the_resolved_config(command_runs):
+    root, reference = command_runs
+    output, _ = reference.communicate(timeout=600)
+    assert reference.returncode == 0, output
+    run = root / "reference"
+    assert "done: 6 epochs" in output and "Epoch 6/6" in output
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-6")
+    assert tf.train.latest_checkpoint(str(run / "best"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["name"] == "mobilenetv2_lgc" and config["data"]["dataset"] == "synthetic"
+    assert config["schedule"]["epochs"] == 6 and config["lgc"]["lasso_decay"] == 1e-5  # the preset's LGC settings
+    assert config["run"]["run_dir"] == str(run)
+    assert json.loads((run / "model.json").read_text())["condense_factor"] == 4
+    rows = (run / "log.csv").read_text().splitlines()
+    assert len(rows) == 7 and rows[0].startswith("epoch,step,seconds,loss,accuracy")
+    tags = set()
+    for events in (run / "logs" / "train").glob("events.out.tfevents.*"):
+        tags |= {value.tag for event in tf.compat.v1.train.summary_iterator(str(events)) for value in event.summary.value}
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "epoch_lgc_sparsity", "batch_loss"} <= tags
+    assert list((run / "logs" / "validation").glob("events.out.tfevents.*"))
 
 
 def test_same_run_directory_with_other_settings_needs_resume(tmp_path):

@@ -84,7 +84,8 @@ class Condensation(keras.callbacks.Callback):
 class DivergenceGuard(keras.callbacks.Callback):
     """Stops at the first step whose loss is NaN or infinite, before anything saves that state.
 
-    policy 'raise': raises TrainingDiverged (naming the step); 'stop': ends training quietly.
+    policy 'raise': raises TrainingDiverged (naming the step); 'stop' and 'restart': ends the
+    epoch quietly (the trainer then stops, or restarts from the last good checkpoint).
     `diverged` is the message once it happened (checkpoint writers check it).
     """
 
@@ -100,7 +101,8 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.diverged = (
             f"the loss became {float(loss)} at step {global_step(self.model)} (batch {batch + 1} of epoch "
             f"{self.epoch + 1}); this state was not saved, the last good checkpoint is {self.where_to_resume()}: "
-            f"lower optimizer.lr, add schedule.warmup_epochs or optimizer.clipnorm, and resume (--resume)"
+            f"run the same command with --set run.nan_policy=restart to continue from it with a lower learning "
+            f"rate (or lower optimizer.lr, add schedule.warmup_epochs or optimizer.clipnorm, and add --resume)"
         )
         self.model.stop_training = True
         if self.policy == "raise":
@@ -148,7 +150,7 @@ class ReseedDropout(keras.callbacks.Callback):
 
 class CsvLog(keras.callbacks.Callback):
     """RUN_DIR/log.csv, one row per epoch (epoch, step, seconds, then the epoch logs), rewritten
-    atomically; rows of epochs a resumed run repeats are dropped."""
+    atomically; rows of epochs a resumed or restarted run repeats are replaced."""
 
     def __init__(self, path, first_epoch):
         super().__init__()
@@ -166,6 +168,7 @@ class CsvLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = round(time.perf_counter() - self._start, 3)
+        self.rows = [row for row in self.rows if int(row["epoch"]) <= epoch]  # a restart repeats epochs
         self.rows.append({"epoch": epoch + 1, "step": global_step(self.model), "seconds": seconds,
                           **{k: _number(v) for k, v in (logs or {}).items()}})
         columns = list(dict.fromkeys(k for row in self.rows for k in row))

@@ -1,17 +1,23 @@
 """What a run saves, in the layout of mobilenets/runs.py.
 
     RUN_DIR/checkpoints/ckpt-E   model (LGC masks and stages included), optimizer (step counter,
-                                 momenta, loss scale), epochs done, best top-1: the last few, for resume
+                                 momenta, loss scale), epochs done, best top-1, learning-rate factor:
+                                 the last few, for resume
     RUN_DIR/best/ckpt-E          model, epochs done and top-1 of the best validation top-1
 
 tf.train.CheckpointManager writes its index only after the data files are complete, so a run
-killed while saving resumes from the previous checkpoint.
+killed while saving resumes from the previous checkpoint; a failed write (full disk) removes
+its partial files and leaves the previous checkpoint in place.
 """
 
+import glob
 import os
+import re
+import shutil
 
 import tensorflow as tf
 
+from mobilenets.errors import CheckpointError
 from mobilenets.runs import CHECKPOINTS
 from mobilenets.training.distribute import writable_dir
 
@@ -19,9 +25,10 @@ KEEP_LAST = 3
 
 
 class TrainingState:
-    """The checkpointed state of a run: `network`, `optimizer`, `epoch` (epochs done), `best_top1`."""
+    """The checkpointed state of a run: `network`, `optimizer`, `epoch` (epochs done), `best_top1`
+    and `lr_scale` (the learning-rate factor of divergence restarts)."""
 
-    def __init__(self, network, optimizer, run_dir, strategy):
+    def __init__(self, network, optimizer, lr_scale, run_dir, strategy):
         with strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_top1 = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_top1")
@@ -29,7 +36,8 @@ class TrainingState:
         self.last_dir = os.path.join(run_dir, CHECKPOINTS["last"])
         self.best_dir = os.path.join(run_dir, CHECKPOINTS["best"])
         self._last = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=network, optimizer=optimizer, epoch=self.epoch, best_top1=self.best_top1),
+            tf.train.Checkpoint(model=network, optimizer=optimizer, epoch=self.epoch, best_top1=self.best_top1,
+                                lr_scale=lr_scale),
             writable_dir(self.last_dir, strategy), max_to_keep=KEEP_LAST)
         self._best = tf.train.CheckpointManager(
             tf.train.Checkpoint(model=network, epoch=self.epoch, top1=self.best_top1),
@@ -50,9 +58,24 @@ class TrainingState:
         self._last.checkpoint.restore(path).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
+    def restore_latest(self, log=print):
+        """Restores the newest readable 'last' checkpoint, skipping damaged ones (say, truncated
+        by a failing disk); returns the number of epochs it had done. CheckpointError if none reads."""
+        problems = []
+        for path in reversed(self._last.checkpoints or [self.latest]):
+            try:
+                epochs = self.restore(path)
+            except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:  # IndexError: truncated
+                problems.append(f"{os.path.basename(path)}: {_first_line(error)}")
+                log(f"warning: checkpoint {path} cannot be read ({_first_line(error)}); trying the one before")
+                continue
+            return epochs
+        raise CheckpointError(f"no checkpoint in {self.last_dir} can be read ({'; '.join(problems)}); "
+                              f"start again with another --run-dir")
+
     def save_last(self, epochs_done):
         self.epoch.assign(epochs_done)
-        return self._last.save(checkpoint_number=epochs_done)
+        return self._save(self._last, epochs_done)
 
     def save_best(self, epochs_done, top1):
         """Saves the model as 'best' when `top1` beats the best so far; returns True if it did."""
@@ -60,5 +83,30 @@ class TrainingState:
             return False
         self.epoch.assign(epochs_done)
         self.best_top1.assign(top1)
-        self._best.save(checkpoint_number=epochs_done)
+        self._save(self._best, epochs_done)
         return True
+
+    @staticmethod
+    def _save(manager, number):
+        """manager.save; on a failed write (full disk...) removes the partial files and raises a
+        CheckpointError: the manager's index still names the previous, complete checkpoint."""
+        try:
+            return manager.save(checkpoint_number=number)
+        except (OSError, tf.errors.OpError) as error:
+            prefix = os.path.join(manager.directory, f"ckpt-{number}")
+            for partial in glob.glob(prefix + ".*") + glob.glob(prefix + "_temp*"):
+                if os.path.isdir(partial):
+                    shutil.rmtree(partial, ignore_errors=True)
+                else:
+                    os.remove(partial)
+            previous = manager.latest_checkpoint or "none yet"
+            raise CheckpointError(f"could not write checkpoint {prefix} ({_first_line(error)}); the previous "
+                                  f"checkpoint ({previous}) is intact: free disk space and run the same command "
+                                  f"again to resume") from None
+
+
+def _first_line(error):
+    """The first line of an error's message, without TensorFlow's {{function_node ...}} prefix."""
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", getattr(error, "message", None) or str(error))
+    lines = text.strip().splitlines() or [type(error).__name__]
+    return lines[0][:300]

@@ -58,11 +58,27 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def learning_rate_schedule(config, steps_per_epoch):
-    """The WarmupDecay of `config.optimizer.lr` and `config.schedule`."""
+class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """schedule(step) * scale, where `scale` is a variable: lowered when a run restarts after its
+    loss diverged (run.nan_policy=restart) and checkpointed, so a resumed run keeps it."""
+
+    def __init__(self, schedule, scale):
+        super().__init__()
+        self.schedule, self.scale = schedule, scale
+
+    def __call__(self, step):
+        return self.schedule(step) * tf.cast(self.scale, tf.float32)
+
+    def get_config(self):
+        return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "scale": float(self.scale.numpy())}
+
+
+def learning_rate_schedule(config, steps_per_epoch, scale=None):
+    """The WarmupDecay of `config.optimizer.lr` and `config.schedule`, times the variable `scale` if given."""
     s = config.schedule
-    return WarmupDecay(config.optimizer.lr, steps_per_epoch, s.epochs, s.warmup_epochs, s.decay, s.per_batch,
-                       s.min_lr, s.decay_rate, s.decay_epochs)
+    schedule = WarmupDecay(config.optimizer.lr, steps_per_epoch, s.epochs, s.warmup_epochs, s.decay, s.per_batch,
+                           s.min_lr, s.decay_rate, s.decay_epochs)
+    return schedule if scale is None else ScaledSchedule(schedule, scale)
 
 
 def make_optimizer(config, lr):

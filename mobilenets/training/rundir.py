@@ -19,7 +19,7 @@ CONFIG_FILE = "config.json"
 DEFAULT_ROOT = "runs"
 # run.* keys that may change between an interrupted run and its continuation.
 RESUMABLE_CHANGES = ("run.run_dir", "run.resume", "run.strategy", "run.log_every", "run.eval_every",
-                     "run.checkpoint_every", "run.nan_policy")
+                     "run.checkpoint_every", "run.nan_policy", "run.nan_lr_factor", "run.nan_restarts")
 
 
 def _flat(config):

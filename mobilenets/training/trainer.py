@@ -16,6 +16,7 @@ import os
 import shutil
 from typing import Optional
 
+import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets.condense import condensenet_schedule, learned_group_convs
@@ -37,7 +38,7 @@ class TrainingResult:
     epochs_done: int
     history: list  # the epoch logs of the epochs this call trained
     best_top1: Optional[float]
-    diverged: Optional[str]  # the message, when the loss became NaN/inf under run.nan_policy=stop
+    diverged: Optional[str]  # the message, when the loss became NaN/inf and the run stopped
     network: keras.Model
 
 
@@ -106,12 +107,14 @@ class Trainer:
             reg = config.regularization
             self.classifier = Classifier(self.network, reg.weight_decay, not reg.weight_decay_skip_bn_and_bias,
                                          config.lgc.lasso_decay if config.model.is_lgc else 0.0)
-            self.learning_rate = learning_rate_schedule(config, self.plan.steps_per_epoch)  # step -> rate
+            self.lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
+            self.learning_rate = learning_rate_schedule(config, self.plan.steps_per_epoch, self.lr_scale)
             optimizer = make_optimizer(config, self.learning_rate)
             self.classifier.compile_objective(optimizer, reg.label_smoothing, config.run.xla, run_eagerly)
             self.classifier.optimizer.build(self.classifier.trainable_variables)
-        self.state = TrainingState(self.network, self.classifier.optimizer, self.run_dir, self.strategy)
-        self.start_epoch = self.state.restore(self.state.latest) if resuming else 0
+        self.state = TrainingState(self.network, self.classifier.optimizer, self.lr_scale, self.run_dir,
+                                   self.strategy)
+        self.start_epoch = self.state.restore_latest(log) if resuming else 0
         self.condensation_steps = condensation_steps(config, self.network, self.plan.steps_per_epoch)
         if self.chief:
             config.save(os.path.join(self.run_dir, CONFIG_FILE))
@@ -151,7 +154,8 @@ class Trainer:
             return self._result(history, diverged=None)
         run_callbacks = self.callbacks() + list(callbacks)
         validation = validation_dataset(c, self.plan)
-        for epoch in range(self.start_epoch, epochs):
+        epoch, restarts = self.start_epoch, 0
+        while epoch < epochs:
             due = validation is not None and ((epoch + 1) % c.run.eval_every == 0 or epoch + 1 == epochs)
             fitted = self.classifier.fit(
                 training_dataset(c, self.plan, epoch),
@@ -163,11 +167,26 @@ class Trainer:
                 verbose=verbose if self.chief else 0,
             )
             history.append({k: v[-1] for k, v in fitted.history.items()})
+            epoch += 1
             if self.guard.diverged:
-                self.log(f"stopped: {self.guard.diverged}")
-                break
+                if c.run.nan_policy != "restart" or restarts == c.run.nan_restarts or not self.state.latest:
+                    self.log(f"stopped: {self.guard.diverged}")
+                    break
+                restarts += 1
+                epoch = self._restart_from_last_good_checkpoint()
         self._clean_up_worker_dirs()
         return self._result(history, self.guard.diverged)
+
+    def _restart_from_last_good_checkpoint(self):
+        """Reloads the last complete checkpoint, lowers the learning rate by run.nan_lr_factor and
+        returns the epoch to continue from (run.nan_policy=restart)."""
+        path = self.state.latest
+        epoch = self.state.restore(path)
+        self.lr_scale.assign(self.lr_scale * self.config.run.nan_lr_factor)
+        self.log(f"{self.guard.diverged.split(';')[0]}; restarting from {path} (epoch {epoch}) with the learning "
+                 f"rate times {float(self.lr_scale.numpy()):g}")
+        self.guard.diverged = None
+        return epoch
 
     def _result(self, history, diverged):
         best = float(self.state.best_top1.numpy())
