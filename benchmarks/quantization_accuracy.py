@@ -46,6 +46,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=DEFAULT_DATA, help=".npz with x (N, 32, 32, 3) uint8 and y")
     parser.add_argument("--models", nargs="+", default=["mobilenetv2", "mobilenetv3_small"])
+    parser.add_argument("--run-dirs", nargs="+", default=None, metavar="RUN_DIR",
+                        help="use the best checkpoints of these trained runs (on the same .npz) instead of training")
+    parser.add_argument("--calibration-images", type=int, default=200)
     parser.add_argument("--width-multiplier", type=float, default=0.35)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -81,15 +84,16 @@ def main(argv=None):
     from mobilenets.data import make_dataset
     from mobilenets.evaluation import TFLitePredictor
     from mobilenets.export import export
+    from mobilenets.runs import load_run
 
     validation = list(make_dataset("npz", "validation", 1000, training=False, data_dir=args.data).as_numpy_iterator())
     images = np.concatenate([x for x, _ in validation])
     labels = np.concatenate([y for _, y in validation])
     rows = []
     with tempfile.TemporaryDirectory() as directory:
-        for name in args.models:
+        for name in args.run_dirs or args.models:
             start = time.time()
-            model = train(name, args)
+            model = load_run(name, "best") if args.run_dirs else train(name, args)
             float_logits = model.predict(images, batch_size=250, verbose=0)
             trained = time.time() - start
             accuracy = float((float_logits.argmax(-1) == labels).mean())
@@ -98,11 +102,12 @@ def main(argv=None):
                 start = time.time()
                 report = export(
                     model,
-                    os.path.join(directory, f"{name}_{mode}.tflite"),
+                    os.path.join(directory, f"{os.path.basename(name)}_{mode}.tflite"),
                     quantize=mode,
                     representative_data="npz",
                     data_dir=args.data,
                     qat_epochs=args.qat_epochs,
+                    calibration_images=args.calibration_images,
                     threads=args.threads,
                 )
                 logits = TFLitePredictor(report.output, args.threads).predict(images)
