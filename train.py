@@ -57,6 +57,7 @@ def parse_args(argv=None):
                      help="with several replicas, BatchNorm over the global batch (matches one device exactly)")
     run.add_argument("--verbose", choices=("0", "1", "2", "auto"), default="auto",
                      help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+    run.add_argument("--run-eagerly", action="store_true", help="run the train step eagerly (debugging, tiny runs)")
     run.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     run.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     return parser.parse_args(argv)
@@ -86,7 +87,8 @@ def main(argv=None):
             return 0
         trainer = cli.import_quietly("mobilenets.training.trainer")
         verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-        result = trainer.train(config, sync_batchnorm=args.sync_batchnorm, verbose=verbose)
+        result = trainer.train(config, sync_batchnorm=args.sync_batchnorm, verbose=verbose,
+                               run_eagerly=args.run_eagerly)
         best = "n/a" if result.best_top1 is None else f"{result.best_top1:.4f}"
         epochs = f"{result.epochs_done} epoch{'' if result.epochs_done == 1 else 's'}"
         print(f"{'stopped' if result.diverged else 'done'}: {epochs}, best validation top-1 {best}, run directory "

@@ -7,6 +7,7 @@ file runs in a few minutes on 2 CPU cores. The commands run as subprocesses: a r
 SIGKILL, logical devices that must be configured before TensorFlow starts, one process per worker.
 """
 
+import csv
 import json
 import os
 import pathlib
@@ -22,6 +23,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+import train as train_script
 from hparams import apply_overrides, get_preset
 from mobilenets.condense import condense, group_lasso, learned_group_convs
 from mobilenets.errors import ConfigError, TrainingDiverged
@@ -56,15 +58,20 @@ def images_and_labels(count=8, seed=0):
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_trains_and_its_loss_falls(name, tmp_path):
-    # One fixed batch of 16 at every step, run eagerly: no tracing keeps all 11 models cheap. Adam,
-    # since plain SGD is erratic on these tiny networks whose last feature maps are 1x1. LGC models
-    # condense (C=2) only after the steps compared, as a condensation stage may raise the loss.
+def test_every_model_trains_from_the_command_line_and_its_loss_falls(name, tmp_path):
+    # train.py's main in this process, one fixed batch of 16 at every step, run eagerly: no tracing
+    # keeps all 11 models cheap. Adam, since plain SGD is erratic on these tiny networks whose last
+    # feature maps are 1x1. LGC models condense (C=2) only after the steps compared, as a
+    # condensation stage may raise the loss.
     lgc = ["model.condense_factor=2", "lgc.schedule=fixed_epochs", "lgc.fixed_epochs=[2]", "schedule.epochs=3"]
-    config = tiny(tmp_path, name, "optimizer.name=adam", "optimizer.lr=0.001", "schedule.epochs=2",
-                  "run.eval_every=100", "run.checkpoint_every=100", *(lgc if is_learned_group_model(name) else []))
-    result = train(config, run_eagerly=True, verbose=0, log=quiet)
-    losses = [epoch["loss"] for epoch in result.history]
+    settings = ["model.width_multiplier=0.35", "model.config=imagenet", "data.synthetic_examples=16",
+                "optimizer.name=adam", "optimizer.lr=0.001", "run.eval_every=100", "run.checkpoint_every=100",
+                *(lgc if is_learned_group_model(name) else [])]
+    flags = ["--preset", "smoke", "--model", name, "--epochs", "2", "--batch-size", "16", "--steps-per-epoch", "1",
+             "--run-dir", str(tmp_path), "--run-eagerly", "--verbose", "0"]
+    assert train_script.main(flags + [part for setting in settings for part in ("--set", setting)]) == 0
+    rows = list(csv.DictReader((tmp_path / "log.csv").open()))
+    losses = [float(row["loss"]) for row in rows]
     assert np.all(np.isfinite(losses))
     assert losses[1] < losses[0], losses
 
@@ -300,6 +307,7 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import train as train_script
 from hparams import apply_overrides, get_preset
 from mobilenets.condense import condense, learned_group_convs
 from mobilenets.registry import build_model
