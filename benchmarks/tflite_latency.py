@@ -12,8 +12,9 @@ Rescaling(1/127.5, offset=-1) in front, as our Normalize layer does; V3
 rescales itself. Learned-group-conv models are condensed (random masks)
 and converted to standard group convs (`mobilenets.convert`) first.
 
-ratio: latency / the keras.applications twin's in the same mode (the first
-'keras:' model); speed-up: the float32 latency of the same model / this one.
+ratio: latency / the keras.applications twin's in the same mode (its own twin
+when one was timed, else the first 'keras:' model); speed-up: the float32
+latency of the same model / this one.
 
 Measured on this 2-core Sapphire Rapids VM, 1 thread (shared machine, so a few
 percent of noise), --models mobilenetv2 keras:mobilenetv2 mobilenetv2_gc mobilenetv2_lgc igcv3:
@@ -116,13 +117,15 @@ def main(argv=None):
         for row, latency in zip(rows, median_latencies_ms(timers, args.runs, args.warmup)):
             row["latency"] = latency
 
-    reference = next((spec for spec in args.models if spec.startswith("keras:")), None)
+    fallback = next((spec for spec in args.models if spec.startswith("keras:")), None)
     by_key = {(row["spec"], row["mode"]): row["latency"] for row in rows}
     print(f"\n{args.input_size}x{args.input_size}, width {args.width_multiplier}, {args.threads} thread(s), "
           f"median of {args.runs} invokes after {args.warmup} warm-up, LiteRT + XNNPACK")
     print(f"{'model':<28} {'mode':<8} {'MAdds':>8} {'size MB':>8} {'latency ms':>11} {'ratio':>7} {'speed-up':>9}"
           "  ops left to TFLite kernels")
     for row in rows:
+        twin = "keras:" + row["spec"].split(":")[-1]
+        reference = twin if (twin, row["mode"]) in by_key else fallback
         ratio = row["latency"] / by_key[(reference, row["mode"])] if reference else float("nan")
         float_latency = by_key.get((row["spec"], "none"))
         speedup = float_latency / row["latency"] if float_latency else float("nan")
