@@ -16,26 +16,20 @@ ratio: latency / the keras.applications twin's in the same mode (its own twin
 when one was timed, else the first 'keras:' model); speed-up: the float32
 latency of the same model / this one.
 
-Measured on this 2-core Sapphire Rapids VM, 1 thread (shared machine, so a few
-percent of noise), --models mobilenetv2 keras:mobilenetv2 mobilenetv2_gc mobilenetv2_lgc igcv3:
+Measured on this 2-core Sapphire Rapids VM, 1 thread, default models, --runs 400
+(our model gets its keras.applications twin's weights, as random weights of
+different initializers alone moved the float32 ratio by 2%):
 
     model                        mode    MAdds   size MB  latency ms  ratio  speed-up
-    mobilenetv2                  none    300.8M   13.28     12.59     1.107   1.00x
-    mobilenetv2                  int8    300.8M    3.76     10.27     1.280   1.23x
-    keras:mobilenetv2            none    300.8M   13.28     11.38     1.000   1.00x
-    keras:mobilenetv2            int8    300.8M    3.76      8.02     1.000   1.42x
-    mobilenetv2_gc               none    114.9M    8.37     10.75     0.945   1.00x
-    mobilenetv2_gc               int8    114.9M    2.53     15.55     1.938   0.69x
-    mobilenetv2_lgc (converted)  none    114.9M    8.42     31.74     2.789   1.00x  (GATHER x50 outside XNNPACK)
-    mobilenetv2_lgc (converted)  int8    114.9M    2.58     36.12     4.503   0.88x  (GATHER x50 outside XNNPACK)
-    igcv3                        none    306.5M   13.14     23.83     2.094   1.00x
-    igcv3                        int8    306.5M    4.10     27.04     3.370   0.88x
+    mobilenetv2                  none    300.8M   13.28      9.569    0.993   1.00x
+    mobilenetv2                  int8    300.8M    3.76      6.219    0.999   1.54x
+    keras:mobilenetv2            none    300.8M   13.28      9.639    1.000   1.00x
+    keras:mobilenetv2            int8    300.8M    3.76      6.226    1.000   1.55x
 
-Our MobileNetV2 and keras.applications' convert to the same ops, but our
-Normalize multiplies by a 3-vector broadcast over NHWC, which XNNPACK runs
-slowly (0.8 ms float32, 2 ms int8 at 224x224); a row-wide constant (reshape
-to (N, H, W * 3)) or a scalar, as keras' Rescaling, brings the ratio to 1.00
-in both modes: see the report of the export issue for the layers.py change.
+Both convert to the same ops (CONV_2D+RELU6 x18, DEPTHWISE_CONV_2D+RELU6 x17,
+CONV_2D x17, ADD x11, MUL, MEAN, FULLY_CONNECTED): our Normalize layer uses
+scalar constants when the channels share them, as keras' Rescaling does (a
+per-channel vector broadcast over NHWC costs XNNPACK about 1 ms more).
 """
 
 import argparse
@@ -98,11 +92,16 @@ def main(argv=None):
     from mobilenets.export import export
     from mobilenets.flops import count
     from mobilenets.litert import InvokeTimer, median_latencies_ms
+    from mobilenets.pretrained import transfer_weights
 
+    models = {spec: build(spec, args.width_multiplier, args.input_size) for spec in args.models}
+    for spec, (_, model) in models.items():
+        if f"keras:{spec}" in models:  # the twin's weights: the pair then differs only in how its graph is built
+            transfer_weights(models[f"keras:{spec}"][1], model)
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for spec in args.models:
-            label, model = build(spec, args.width_multiplier, args.input_size)
+            label, model = models[spec]
             madds = count(model).madds
             for mode in args.modes:
                 path = os.path.join(directory, f"{spec.replace(':', '_')}_{mode}.tflite")
