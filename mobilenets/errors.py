@@ -6,6 +6,15 @@ saying what is wrong and what to do. The CLI scripts print that line and exit
 non-zero instead of showing a traceback.
 """
 
+import re
+
+
+def first_line(error, limit=300):
+    """The first line of an exception's message, without TensorFlow's {{function_node ...}} prefix,
+    for quoting a lower-level failure inside a one-line error."""
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", getattr(error, "message", None) or str(error)).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+
 
 class MobilenetsError(Exception):
     """Base class: a user-facing, one-line error."""

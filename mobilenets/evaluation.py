@@ -28,7 +28,7 @@ from mobilenets import runs
 # mobilenets.convert also registers CondensedInvertedResidual, which loading a converted model needs.
 from mobilenets.convert import convert_learned_group_model, not_convertible
 from mobilenets.data import dataset_info, make_dataset
-from mobilenets.errors import CheckpointError, ConfigError, DataError
+from mobilenets.errors import CheckpointError, ConfigError, DataError, first_line
 from mobilenets.flops import Cost, count
 from mobilenets.io import atomic_path, write_json
 from mobilenets.registry import build_model, is_learned_group_model
@@ -36,11 +36,6 @@ from mobilenets.registry import build_model, is_learned_group_model
 KERAS_FILE_EXTENSIONS = (".keras", ".h5", ".hdf5")
 SOURCES_HELP = "a run directory, a checkpoint prefix, a .keras/.h5 file, a SavedModel directory or a .tflite file"
 CONVERTED_NAME = "converted.keras"
-
-
-def _first_line(error):
-    lines = str(error).strip().splitlines()
-    return (lines[0] if lines else type(error).__name__)[:200]
 
 
 class KerasPredictor:
@@ -91,7 +86,7 @@ class TFLitePredictor:
                 inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
         except (ValueError, RuntimeError) as error:
             raise CheckpointError(
-                f"{path} is not a usable .tflite model ({_first_line(error)}); export it again"
+                f"{path} is not a usable .tflite model ({first_line(error, 200)}); export it again"
             ) from None
         self.input, self.output = inputs[0], outputs[0]
         self.input_shape = tuple(int(side) for side in self.input["shape"][1:])
@@ -265,7 +260,7 @@ def load_keras_model(path):
         model = keras.models.load_model(path, compile=False)
     except Exception as error:  # any failure to read a user's file is reported the same way
         raise CheckpointError(
-            f"{path} is not a loadable Keras model ({type(error).__name__}: {_first_line(error)}); save it again"
+            f"{path} is not a loadable Keras model ({type(error).__name__}: {first_line(error, 200)}); save it again"
         ) from None
     if not isinstance(model, keras.Model):
         raise CheckpointError(
@@ -316,7 +311,7 @@ def _reporting_write_errors(path):
     try:
         yield
     except OSError as error:
-        raise ConfigError(f"cannot write {path} ({error.strerror or _first_line(error)}); pick another path") from None
+        raise ConfigError(f"cannot write {path} ({error.strerror or first_line(error, 200)}); pick another path") from None
 
 
 def evaluate_path(

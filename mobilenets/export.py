@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.errors import ConfigError, DataError, ExportError
+from mobilenets.errors import ConfigError, DataError, ExportError, first_line
 from mobilenets.evaluation import TFLitePredictor, load_keras_source, run_dir_of_checkpoint, source_kind
 from mobilenets.io import atomic_path, write_json
 from mobilenets.layers import Normalize
@@ -61,11 +61,6 @@ FLOAT16_TOLERANCE = 1e-2  # scale: the logit range, max - min (softmax ignores a
 METADATA_NAME = "mobilenets"
 NEEDS_IMAGES = "--quantize {mode} needs representative images: pass --representative-data DATASET or FILE.npz"
 CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def _first_line(error, limit=300):
-    text = str(error).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
 
 
 # ---------------------------------------------------------------- sources
@@ -154,7 +149,7 @@ class ImageSource:
                     raise DataError(f"{self.spec} has no array 'x' (it has {archive.files}); {how}")
                 x = archive["x"]
         except (OSError, ValueError, EOFError) as error:
-            raise DataError(f"cannot read {self.spec} ({_first_line(error, 120)}); {how}") from None
+            raise DataError(f"cannot read {self.spec} ({first_line(error, 120)}); {how}") from None
         if x.ndim != 4 or tuple(x.shape[1:]) != self.shape or len(x) == 0:
             expected = ", ".join(map(str, self.shape))
             raise DataError(f"{self.spec}: x has shape {x.shape} but the model takes (N, {expected}) images; {how}")
@@ -228,7 +223,7 @@ def _converter_error(model, mode, error):
     if missing:
         detail = f"op {missing.group(1)} has no TFLite builtin kernel"
     else:
-        detail = (reported.group(1) if reported else _first_line(error)).strip()[:300]
+        detail = (reported.group(1) if reported else first_line(error)).strip()[:300]
     hint = "try --quantize dynamic or float16" if mode in INTEGER_MODES else "replace the layer that uses it"
     return ExportError(f"TFLite cannot convert {model.name} ({mode}): {detail}; {hint}")
 

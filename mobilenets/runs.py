@@ -16,7 +16,7 @@ import os
 
 import tensorflow as tf
 
-from mobilenets.errors import CheckpointError
+from mobilenets.errors import CheckpointError, first_line
 from mobilenets.io import write_json
 from mobilenets.registry import build_model
 
@@ -69,7 +69,7 @@ def restore_model(model, checkpoint_path):
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # IndexError: a truncated file
-        reason = str(error).strip().splitlines()[0][:200]
+        reason = first_line(error, 200)
         raise CheckpointError(
             f"checkpoint {checkpoint_path} does not fit model {model.name} ({reason}); "
             "it is truncated or from another architecture"

@@ -12,12 +12,11 @@ its partial files and leaves the previous checkpoint in place.
 
 import glob
 import os
-import re
 import shutil
 
 import tensorflow as tf
 
-from mobilenets.errors import CheckpointError
+from mobilenets.errors import CheckpointError, first_line
 from mobilenets.runs import CHECKPOINTS
 from mobilenets.training.distribute import writable_dir
 
@@ -66,8 +65,8 @@ class TrainingState:
             try:
                 epochs = self.restore(path)
             except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:  # IndexError: truncated
-                problems.append(f"{os.path.basename(path)}: {_first_line(error)}")
-                log(f"warning: checkpoint {path} cannot be read ({_first_line(error)}); trying the one before")
+                problems.append(f"{os.path.basename(path)}: {first_line(error)}")
+                log(f"warning: checkpoint {path} cannot be read ({first_line(error)}); trying the one before")
                 continue
             return epochs
         raise CheckpointError(f"no checkpoint in {self.last_dir} can be read ({'; '.join(problems)}); "
@@ -100,13 +99,7 @@ class TrainingState:
                 else:
                     os.remove(partial)
             previous = manager.latest_checkpoint or "none yet"
-            raise CheckpointError(f"could not write checkpoint {prefix} ({_first_line(error)}); the previous "
+            raise CheckpointError(f"could not write checkpoint {prefix} ({first_line(error)}); the previous "
                                   f"checkpoint ({previous}) is intact: free disk space and run the same command "
                                   f"again to resume") from None
 
-
-def _first_line(error):
-    """The first line of an error's message, without TensorFlow's {{function_node ...}} prefix."""
-    text = re.sub(r"\{\{[^}]*\}\}\s*", "", getattr(error, "message", None) or str(error))
-    lines = text.strip().splitlines() or [type(error).__name__]
-    return lines[0][:300]

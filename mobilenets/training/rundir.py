@@ -6,7 +6,6 @@ different config gets a directory of its own. Settings that do not change the re
 (RESUMABLE_CHANGES) may differ on resume; changing any other needs run.resume=true (--resume).
 """
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -67,7 +66,3 @@ def check_resumable(config):
         raise ConfigError(f"{run_dir} holds a run with other settings ({shown}): pass --resume to continue it with "
                           f"the new ones, or choose another --run-dir")
     return True
-
-
-def without_run_dir(config):
-    return dataclasses.replace(config, run=dataclasses.replace(config.run, run_dir=None))
