@@ -71,7 +71,7 @@ def default_output(source, quantize):
 
 def main(argv=None):
     args = parse_args(argv)
-    export = cli.import_quietly("mobilenets.export")
+    export = cli.import_quietly("mobilenets.deploy.export")
 
     def export_and_print():
         report = export.export(

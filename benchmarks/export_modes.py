@@ -12,7 +12,7 @@ on synthetic images; parity is on the synthetic validation split. Real-image agr
 quantized trained models is benchmarks/quantization_accuracy.py's.
 
 parity: float32 gives max |logit diff| / largest |logit| (bound 1e-4), float16 max |logit diff| /
-logit range (bound 1e-2, mobilenets.export.check_parity); the quantized modes give
+logit range (bound 1e-2, mobilenets.deploy.export.check_parity); the quantized modes give
 top-1 agreement with the float Keras model (random-init models have tiny margins, so this is a
 does-it-run check here, not the 97% bound).
 """
@@ -66,7 +66,7 @@ def phone_model(name, args):
     classifier.kernel.assign(classifier.kernel * (LOGIT_SPREAD / spread))
     classifier.bias.assign(classifier.bias * (LOGIT_SPREAD / spread))
     if is_learned_group_model(name):
-        from mobilenets.convert import convert_learned_group_model
+        from mobilenets.deploy.convert import convert_learned_group_model
 
         return convert_learned_group_model(model, condense_remaining=True)
     return model
@@ -75,7 +75,7 @@ def phone_model(name, args):
 def main(argv=None):
     args = parse_args(argv)
     from mobilenets import list_models
-    from mobilenets.export import export
+    from mobilenets.deploy.export import export
 
     rows = []
     with tempfile.TemporaryDirectory() as directory:

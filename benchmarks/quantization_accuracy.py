@@ -5,7 +5,7 @@
 
 Trains each model (CIFAR config, 32x32) for a few epochs on the training part
 of a real-image .npz (x uint8 (N, 32, 32, 3), y labels; the `npz` pipeline
-holds out 15% for validation), exports it with `mobilenets.export.export`
+holds out 15% for validation), exports it with `mobilenets.deploy.export.export`
 in float32, int8 (calibrated on training images) and qat, and prints, on the
 held-out images: top-1 accuracy of each, and top-1 agreement of each .tflite
 with the float Keras model (the acceptance bound is 97%).
@@ -79,7 +79,7 @@ def main(argv=None):
 
     from mobilenets.data import make_dataset
     from mobilenets.evaluation import TFLitePredictor
-    from mobilenets.export import export
+    from mobilenets.deploy.export import export
     from mobilenets.runs import load_run
 
     validation = list(make_dataset("npz", "validation", 1000, training=False, data_dir=args.data).as_numpy_iterator())

@@ -3,14 +3,14 @@
     python benchmarks/tflite_latency.py                          # V2 1.0 224: ours vs keras.applications, float32 + int8
     python benchmarks/tflite_latency.py --models mobilenetv2 keras:mobilenetv2 mobilenetv2_lgc igcv3 --threads 4
 
-Every model goes through `mobilenets.export.export` (same converter, same
+Every model goes through `mobilenets.deploy.export.export` (same converter, same
 checks; int8 calibrated on synthetic images), then all interpreters take
 turns invoke by invoke (`median_latencies_ms`), so load changes on a shared
 machine hit every model alike; the table gives the median of --runs invokes
 after --warmup. keras.applications V1/V2 expect [-1, 1] inputs and get a
 Rescaling(1/127.5, offset=-1) in front, as our Normalize layer does; V3
 rescales itself. Learned-group-conv models are condensed (random masks)
-and converted to standard group convs (`mobilenets.convert`) first.
+and converted to standard group convs (`mobilenets.deploy.convert`) first.
 
 ratio: latency / the keras.applications twin's in the same mode (its own twin
 when one was timed, else the first 'keras:' model); speed-up: the float32
@@ -76,7 +76,7 @@ def build(spec, width, size):
         return spec, keras.Model(image, reference(keras.layers.Rescaling(1 / 127.5, offset=-1)(image)), name=name)
     model = build_model(spec, width_multiplier=width, input_shape=shape)
     if is_learned_group_model(spec):
-        from mobilenets.convert import convert_learned_group_model
+        from mobilenets.deploy.convert import convert_learned_group_model
 
         return f"{spec} (converted)", convert_learned_group_model(model, condense_remaining=True)
     return spec, model
@@ -89,9 +89,9 @@ def _counts(counts):
 def main(argv=None):
     args = parse_args(argv)
     from mobilenets.evaluation import TFLitePredictor
-    from mobilenets.export import export
+    from mobilenets.deploy.export import export
     from mobilenets.flops import count
-    from mobilenets.litert import InvokeTimer, median_latencies_ms
+    from mobilenets.deploy.litert import InvokeTimer, median_latencies_ms
     from mobilenets.pretrained import transfer_weights
 
     models = {spec: build(spec, args.width_multiplier, args.input_size) for spec in args.models}

@@ -7,7 +7,7 @@ Reports top-1, top-5, mean cross-entropy, the number of images, parameters and
 multiply-adds (`mobilenets.flops.count`; for a `.tflite`, read off its conv
 and fully-connected ops) and, for a `.tflite`, the mean interpreter latency per
 image. `convert=True` evaluates a learned-group-conv checkpoint after its
-conversion to standard group convs (`mobilenets.convert`, CondenseNet's
+conversion to standard group convs (`mobilenets.deploy.convert`, CondenseNet's
 test-time form, Huang et al. 2018) and saves the converted model. Every
 failure a user can cause raises a one-line `MobilenetsError`; nothing is
 written unless the evaluation succeeds.
@@ -25,8 +25,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets import runs
-# mobilenets.convert also registers CondensedInvertedResidual, which loading a converted model needs.
-from mobilenets.convert import convert_learned_group_model, not_convertible
+# mobilenets.deploy.convert also registers CondensedInvertedResidual, which loading a converted model needs.
+from mobilenets.deploy.convert import convert_learned_group_model, not_convertible
 from mobilenets.data import dataset_info, make_dataset
 from mobilenets.errors import CheckpointError, ConfigError, DataError, first_line
 from mobilenets.flops import Cost, count
@@ -332,7 +332,7 @@ def evaluate_path(
     """Evaluates `path` (see `source_kind`) on `dataset` and returns a `Report`.
 
     convert: convert an LGC model to standard group convs first (see
-        `mobilenets.convert.convert_learned_group_model`; condense_remaining as
+        `mobilenets.deploy.convert.convert_learned_group_model`; condense_remaining as
         there) and save it to `output` (default RUN_DIR/converted.keras; a
         `.keras` / `.h5` file or a SavedModel directory).
     num_threads: interpreter threads for a `.tflite` (default: the runtime's).

@@ -1,4 +1,4 @@
-"""Learned group convs -> standard group convs (mobilenets.convert; Huang et al. 2018, CondenseNet).
+"""Learned group convs -> standard group convs (mobilenets.deploy.convert; Huang et al. 2018, CondenseNet).
 
 Every LGC variant of MobileNetV2, with G = C and G != C (inputs repeated across
 groups when G > C), on a cut-down CIFAR table so that each model builds in about a second.
@@ -14,7 +14,7 @@ import tf_keras as keras
 
 from mobilenets import builder, registry, specs
 from mobilenets.condense import condense, learned_group_convs
-from mobilenets.convert import CondensedInvertedResidual, convert_learned_group_model, group_conv_form
+from mobilenets.deploy.convert import CondensedInvertedResidual, convert_learned_group_model, group_conv_form
 from mobilenets.errors import ModelError
 from mobilenets.evaluation import TFLitePredictor
 from mobilenets.flops import count

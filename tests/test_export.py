@@ -20,10 +20,10 @@ import tf_keras as keras
 import export_tflite
 from mobilenets import build_model, list_models
 from mobilenets.errors import ConfigError, DataError, ExportError
-from mobilenets.export import FLOAT32_TOLERANCE, export, read_metadata
-from mobilenets.flatten import flatten
+from mobilenets.deploy.export import FLOAT32_TOLERANCE, export, read_metadata
+from mobilenets.deploy.flatten import flatten
 from mobilenets.flops import leaf_layers
-from mobilenets.quantization import quantize_aware_model
+from mobilenets.deploy.quantization import quantize_aware_model
 
 SMALL = {"num_classes": 10, "config": "cifar", "width_multiplier": 0.35}
 
@@ -76,7 +76,7 @@ def test_every_model_exports_float32_matching_keras_on_raw_pixels(name, tmp_path
 @functools.lru_cache(maxsize=None)
 def condensed_lgc():
     """mobilenetv2_lgc condensed (random masks) and converted to group convs + channel gathers."""
-    from mobilenets.convert import convert_learned_group_model
+    from mobilenets.deploy.convert import convert_learned_group_model
 
     keras.utils.set_random_seed(0)
     model = build_model("mobilenetv2_lgc", **SMALL)

@@ -13,7 +13,7 @@ post-training quantization guide (https://ai.google.dev/edge/litert/models/post_
     dynamic  int8 weights, float activations quantized on the fly
     int8     full-integer (Jacob et al. 2018), activations calibrated on
              representative images; --int8-io also makes the input and output int8
-    qat      full-integer after quantize-aware fine-tuning (`mobilenets.quantization`)
+    qat      full-integer after quantize-aware fine-tuning (`mobilenets.deploy.quantization`)
 
 Preprocessing travels with the model: its first layer normalizes raw 0..255
 RGB pixels, and the file carries a JSON description (input size, pixel range,
@@ -22,7 +22,7 @@ mean/std, labels, quantization) in its TFLite metadata under the name
 checked against the Keras model on a batch (max |logit difference| for
 float32/float16, top-1 agreement and logit correlation for quantized files),
 inspected (ops, fused activations, what XNNPACK leaves to TFLite kernels) and
-timed with the LiteRT interpreter (`mobilenets.litert`). The file is written
+timed with the LiteRT interpreter (`mobilenets.deploy.litert`). The file is written
 to a temporary name and renamed only when all of this succeeded
 (`mobilenets.io.atomic_path`): a failed export leaves no file behind.
 """
@@ -42,7 +42,7 @@ from mobilenets.errors import ConfigError, DataError, ExportError, first_line
 from mobilenets.evaluation import TFLitePredictor, load_keras_source, run_dir_of_checkpoint, source_kind
 from mobilenets.io import atomic_path, write_json
 from mobilenets.layers import Normalize
-from mobilenets.litert import (
+from mobilenets.deploy.litert import (
     InvokeTimer,
     embed_metadata,
     median_latencies_ms,
@@ -50,7 +50,7 @@ from mobilenets.litert import (
     random_images,
     undelegated_ops,
 )
-from mobilenets import litert
+from mobilenets.deploy import litert
 from mobilenets.registry import build_model, list_models
 
 MODES = ("none", "float16", "dynamic", "int8", "qat")
@@ -429,7 +429,7 @@ def _check_images(images, count, skip, shape, seed):
 
 def _qat(model, images, calibration, steps, epochs, batch_size, learning_rate):
     """(fine-tuned quantize-aware copy of `model`, steps, [first, last] distillation loss)."""
-    from mobilenets.quantization import fine_tune, quantize_aware_model
+    from mobilenets.deploy.quantization import fine_tune, quantize_aware_model
 
     if steps is None:
         total = images.num_images()

@@ -9,14 +9,14 @@ aware training comprehensive guide", https://www.tensorflow.org/model_optimizati
 are, and each layer of this package becomes the standard layers it computes:
 
     ConvBNAct, DepthwiseBNAct  Conv2D | DepthwiseConv2D -> BatchNormalization -> ReLU(6) | Activation('hswish')
-    LearnedGroupConv           Conv2D with the masked kernel (dense: condense with mobilenets.convert first)
+    LearnedGroupConv           Conv2D with the masked kernel (dense: condense with mobilenets.deploy.convert first)
     SqueezeExcite              GlobalAveragePooling2D(keepdims) -> Conv2D -> ReLU -> Conv2D (bias + 3) -> ReLU(6)
                                -> Rescaling(1/6) -> Multiply: the hard sigmoid relu6(z + 3) / 6
     ChannelShuffle             Reshape -> Permute -> Reshape
     blocks                     their sublayers in call order, Add for the residual
 
 Normalize, ChannelGather and the h-swish `Activation` stay (copied):
-`mobilenets.quantization` gives them QuantizeConfigs. Weights are copied, so
+`mobilenets.deploy.quantization` gives them QuantizeConfigs. Weights are copied, so
 the flat model is independent of the original. `tests/test_export.py` checks
 flat == original for every registered model.
 """
@@ -124,7 +124,7 @@ def _depthwise_separable(graph, layer, x, prefix):
 
 
 def _inverted_residual(graph, layer, x, prefix):
-    """InvertedResidual / IGCV3Block, and mobilenets.convert's CondensedInvertedResidual (its channel gathers)."""
+    """InvertedResidual / IGCV3Block, and mobilenets.deploy.convert's CondensedInvertedResidual (its channel gathers)."""
     gather = lambda name: getattr(layer, name, None)  # noqa: E731 (gathers exist on condensed blocks only)
     y = _sublayers(graph, x, prefix, gather("expand_gather"), layer.expand, layer.shuffle, layer.depthwise)
     y = _sublayers(graph, y, prefix, layer.squeeze_excite, gather("project_gather"), layer.project)

@@ -4,7 +4,7 @@ Jacob et al. 2018 ("Quantization and Training of Neural Networks for Efficient
 Integer-Arithmetic-Only Inference") simulate int8 rounding in training with
 fake-quantization nodes so that the weights adapt to it; tfmot implements it
 for tf_keras functional models of standard layers. We therefore
-`mobilenets.flatten` the model first (tfmot's Conv+BN+ReLU folding patterns
+`mobilenets.deploy.flatten` the model first (tfmot's Conv+BN+ReLU folding patterns
 then apply), annotate the layers tfmot's default 8-bit registry does not know
 with our own QuantizeConfigs (tfmot guide, "Quantize custom Keras layer"):
 
@@ -29,7 +29,7 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from mobilenets.errors import ExportError
-from mobilenets.flatten import flatten
+from mobilenets.deploy.flatten import flatten
 from mobilenets.layers import Activation, ChannelGather, Normalize
 
 quantize = tfmot.quantization.keras
