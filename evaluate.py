@@ -6,7 +6,10 @@
     python evaluate.py model.tflite --dataset cifar100 --data-dir ~/data/cifar-100 --num-threads 4 --json report.json
 
 Prints top-1, top-5, loss, the number of images, parameters, multiply-adds and,
-for a .tflite, the latency per image. --convert turns a learned-group-conv
+for a .tflite, the latency per image and its standard metadata (input size,
+normalization, output and its quantization, labels; `python -m mobilenets.inspect`
+prints it without evaluating). A .tflite that outputs probabilities (our
+default export) is scored with log p as its logits. --convert turns a learned-group-conv
 model into standard group convolutions (CondenseNet's test-time form), evaluates
 that and saves it. All behaviour lives in mobilenets/evaluation.py.
 """

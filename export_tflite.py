@@ -5,13 +5,18 @@
     python export_tflite.py model.keras --quantize float16
     python export_tflite.py mobilenetv2 --quantize int8 --representative-data synthetic --threads 4
     python export_tflite.py mobilenetv2 --weights imagenet --quantize none
+    python export_tflite.py runs/v2_cifar --quantize int8 --uint8-io --labels labels.txt   # MediaPipe, uint8 I/O
 
 RUN_DIR_OR_MODEL: a training run directory (or checkpoint prefix), a saved
 Keras model (.keras, .h5, SavedModel directory) or a registered model name
-(random init, or --weights imagenet|PATH). Writes OUTPUT and OUTPUT.json
+(random init, or --weights imagenet|PATH). Writes OUTPUT, with the standard
+TFLite metadata MediaPipe Tasks' ImageClassifier reads (RGB input, normalization,
+labels packed) and probabilities out (--logits: raw logits), and OUTPUT.json
 (input size, pixel range, mean/std, labels, quantization, the report), then
-prints the parity check (Keras vs TFLite), file size and LiteRT latency.
-All behaviour lives in mobilenets/export.py.
+prints the parity check (Keras vs TFLite), file size, LiteRT latency and the
+metadata.
+A learned-group-conv model is exported in its converted, gather-free form
+(--keep-masks: the masked one). All behaviour lives in mobilenets/deploy/export.py.
 """
 
 import argparse
@@ -41,7 +46,14 @@ def parse_args(argv=None):
         "(N, H, W, 3) uint8; default: the run's dataset",
     )
     parser.add_argument("--data-dir", default=None, help="where the --representative-data dataset is")
-    parser.add_argument("--int8-io", action="store_true", help="int8 input and output tensors (int8 and qat)")
+    parser.add_argument(
+        "--int8-io", action="store_true", help="int8 input and output tensors (int8 and qat; MediaPipe refuses int8)"
+    )
+    parser.add_argument(
+        "--uint8-io", action="store_true",
+        help="uint8 input (the pixels as they are) and output tensors (int8 and qat): what MediaPipe takes",
+    )
+    parser.add_argument("--logits", action="store_true", help="output raw logits instead of probabilities (softmax)")
     parser.add_argument("--calibration-images", type=positive_int, default=200)
     parser.add_argument("--parity-images", type=positive_int, default=32)
     parser.add_argument(
@@ -53,8 +65,15 @@ def parse_args(argv=None):
     parser.add_argument("--qat-learning-rate", type=float, default=1e-5)
     parser.add_argument("--threads", type=positive_int, default=1, help="LiteRT interpreter threads (default 1)")
     parser.add_argument("--latency-runs", type=positive_int, default=50, help="timed invokes after warm-up")
-    parser.add_argument("--labels", default=None, help="text file of class names, one per line")
+    parser.add_argument(
+        "--labels", default=None,
+        help="text file of class names, one per line (default: the run's dataset's, else class_N)",
+    )
     parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run")
+    parser.add_argument(
+        "--keep-masks", action="store_true",
+        help="export a learned-group-conv model as its masked dense form (default: converted, gather-free)",
+    )
     model = parser.add_argument_group("for a model name")
     model.add_argument("--weights", default=None, help="imagenet or a keras.applications weights file")
     model.add_argument("--num-classes", type=positive_int, default=1000)
@@ -81,6 +100,8 @@ def main(argv=None):
             representative_data=args.representative_data,
             data_dir=args.data_dir,
             int8_io=args.int8_io,
+            uint8_io=args.uint8_io,
+            logits=args.logits,
             calibration_images=args.calibration_images,
             parity_images=args.parity_images,
             min_agreement=args.min_agreement,
@@ -92,6 +113,7 @@ def main(argv=None):
             latency_runs=args.latency_runs,
             labels=args.labels,
             which=args.checkpoint,
+            keep_masks=args.keep_masks,
             weights=args.weights,
             num_classes=args.num_classes,
             width_multiplier=args.width_multiplier,

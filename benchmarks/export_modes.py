@@ -44,31 +44,30 @@ def parse_args(argv=None):
 
 
 def phone_model(name, args):
-    """The random-init model of `name` with batch statistics, converted when it has LGC layers."""
+    """The random-init model of `name` with batch statistics (LGC masks condensed), logits of spread LOGIT_SPREAD.
+
+    export() deploys an LGC model converted (mobilenets.deploy.tuning) and an IGCV3 model without shuffles.
+    """
     import numpy as np
     import tf_keras as keras
 
     from mobilenets import build_model
+    from mobilenets.condense import condense
     from mobilenets.flops import leaf_layers
-    from mobilenets.registry import is_learned_group_model
+    from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 
     keras.utils.set_random_seed(0)
     shape = (args.input_size, args.input_size, 3)
     model = build_model(name, num_classes=10, input_shape=shape, width_multiplier=args.width_multiplier,
                         config=args.config)
-    norms = [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0
+    while condense(model):
+        pass
     images = np.random.default_rng(1).uniform(0, 255, (16, *shape)).astype("float32")
-    model(images, training=True)
+    recompute_batch_norm_statistics(model, images)
     classifier = [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.Dense)][-1]
     spread = float(np.std(model(images, training=False)))
     classifier.kernel.assign(classifier.kernel * (LOGIT_SPREAD / spread))
     classifier.bias.assign(classifier.bias * (LOGIT_SPREAD / spread))
-    if is_learned_group_model(name):
-        from mobilenets.deploy.convert import convert_learned_group_model
-
-        return convert_learned_group_model(model, condense_remaining=True)
     return model
 
 

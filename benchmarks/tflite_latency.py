@@ -1,35 +1,22 @@
-"""LiteRT latency of our exported models against keras.applications exported the same way, in one run.
+"""LiteRT latency of every registered model, float32 and int8, against MobileNetV2 in the same process.
 
-    python benchmarks/tflite_latency.py                          # V2 1.0 224: ours vs keras.applications, float32 + int8
-    python benchmarks/tflite_latency.py --models mobilenetv2 keras:mobilenetv2 mobilenetv2_lgc igcv3 --threads 4
+    python benchmarks/tflite_latency.py                                   # every model, 224x224, 1 thread
+    python benchmarks/tflite_latency.py --models mobilenetv2 mobilenetv2_lgc igcv3 --runs 200
+    python benchmarks/tflite_latency.py --models mobilenetv2 keras:mobilenetv2     # ours vs keras.applications
 
-Every model goes through `mobilenets.deploy.export.export` (same converter, same
-checks; int8 calibrated on synthetic images), then all interpreters take
-turns invoke by invoke (`median_latencies_ms`), so load changes on a shared
-machine hit every model alike; the table gives the median of --runs invokes
-after --warmup. keras.applications V1/V2 expect [-1, 1] inputs and get a
-Rescaling(1/127.5, offset=-1) in front, as our Normalize layer does; V3
-rescales itself. Learned-group-conv models are condensed (random masks)
-and converted to standard group convs (`mobilenets.deploy.convert`) first.
+Every model goes through `mobilenets.deploy.export.export`, as export_tflite.py
+does: a learned-group-conv model is condensed (random masks) and exported in
+its deployed form, each block in the faster of its two gather-free forms for
+that precision (`mobilenets.deploy.tuning`). Weights are random, but the
+BatchNorm statistics are re-estimated on images first, as training leaves
+them (with the initial mean 0 / variance 1, activations grow through the
+depth and int8 ranges become unrealistic). Then all interpreters take turns,
+invoke by invoke in blocks (`median_latencies_ms`), so load changes on a
+shared machine hit every model alike; the table gives medians.
 
-ratio: latency / the keras.applications twin's in the same mode (its own twin
-when one was timed, else the first 'keras:' model); speed-up: the float32
-latency of the same model / this one.
-
-Measured on this 2-core Sapphire Rapids VM, 1 thread, default models, --runs 400
-(our model gets its keras.applications twin's weights, as random weights of
-different initializers alone moved the float32 ratio by 2%):
-
-    model                        mode    MAdds   size MB  latency ms  ratio  speed-up
-    mobilenetv2                  none    300.8M   13.28      9.569    0.993   1.00x
-    mobilenetv2                  int8    300.8M    3.76      6.219    0.999   1.54x
-    keras:mobilenetv2            none    300.8M   13.28      9.639    1.000   1.00x
-    keras:mobilenetv2            int8    300.8M    3.76      6.226    1.000   1.55x
-
-Both convert to the same ops (CONV_2D+RELU6 x18, DEPTHWISE_CONV_2D+RELU6 x17,
-CONV_2D x17, ADD x11, MUL, MEAN, FULLY_CONNECTED): our Normalize layer uses
-scalar constants when the channels share them, as keras' Rescaling does (a
-per-channel vector broadcast over NHWC costs XNNPACK about 1 ms more).
+ratio: latency / mobilenetv2's in the same mode (a keras: twin is compared with
+its own twin when both are timed); speed-up: this model's float32 latency /
+this one. --plot writes latency against multiply-adds as a PNG.
 """
 
 import argparse
@@ -43,26 +30,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--models", nargs="+", default=["mobilenetv2", "keras:mobilenetv2"],
-        help="registered names; keras:NAME for the keras.applications twin",
-    )
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="registered names (default: all); keras:NAME for the keras.applications twin")
     parser.add_argument("--modes", nargs="+", default=["none", "int8"])
     parser.add_argument("--width-multiplier", type=float, default=1.0)
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=100, help="timed invokes per model (median)")
     parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--calibration-images", type=int, default=100)
+    parser.add_argument("--calibration-images", type=int, default=32)
+    parser.add_argument("--plot", default=None, metavar="PNG", help="write latency vs multiply-adds here")
     return parser.parse_args(argv)
 
 
-def build(spec, width, size):
+def build(spec, width, size, images):
     """(label, keras model) for a registered name or keras:NAME."""
     import tf_keras as keras
 
     from mobilenets import build_model
-    from mobilenets.registry import is_learned_group_model
+    from mobilenets.condense import condense
+    from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 
     shape = (size, size, 3)
     if spec.startswith("keras:"):
@@ -70,16 +57,35 @@ def build(spec, width, size):
 
         name = spec.split(":", 1)[1]
         reference = keras_application(name, width, shape)
-        if name.startswith("mobilenetv3"):
-            return spec, reference
-        image = keras.Input(shape, name="image")
-        return spec, keras.Model(image, reference(keras.layers.Rescaling(1 / 127.5, offset=-1)(image)), name=name)
+        if not name.startswith("mobilenetv3"):
+            image = keras.Input(shape, name="image")
+            reference = keras.Model(image, reference(keras.layers.Rescaling(1 / 127.5, offset=-1)(image)), name=name)
+        recompute_batch_norm_statistics(reference, images)
+        return spec, reference
     model = build_model(spec, width_multiplier=width, input_shape=shape)
-    if is_learned_group_model(spec):
-        from mobilenets.deploy.convert import convert_learned_group_model
-
-        return f"{spec} (converted)", convert_learned_group_model(model, condense_remaining=True)
+    while condense(model):  # an LGC model: random masks, as after training
+        pass
+    recompute_batch_norm_statistics(model, images)
     return spec, model
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5), sharex=True)
+    for axis, mode, title in zip(axes, ("none", "int8"), ("float32", "int8")):
+        for row in (row for row in rows if row["mode"] == mode):
+            axis.scatter(row["madds"] / 1e6, row["latency"], color="C3" if "lgc" in row["spec"] else "C0")
+            axis.annotate(row["spec"].replace("mobilenet", ""), (row["madds"] / 1e6, row["latency"]), fontsize=7,
+                          xytext=(3, 3), textcoords="offset points")
+        axis.set(title=f"{title}, LiteRT + XNNPACK, 1 thread", xlabel="multiply-adds (M, as deployed)",
+                 ylabel="latency (ms)")
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
 
 
 def _counts(counts):
@@ -88,48 +94,67 @@ def _counts(counts):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mobilenets.evaluation import TFLitePredictor
+    import numpy as np
+
+    from mobilenets import list_models
     from mobilenets.deploy.export import export
+    from mobilenets.deploy.litert import InvokeTimer, median_latencies_ms, random_images
+    from mobilenets.evaluation import TFLitePredictor
     from mobilenets.flops import count
-    from mobilenets.deploy.litert import InvokeTimer, median_latencies_ms
     from mobilenets.pretrained import transfer_weights
 
-    models = {spec: build(spec, args.width_multiplier, args.input_size) for spec in args.models}
+    specs = args.models or list_models()
+    shape = (args.input_size, args.input_size, 3)
+    images = random_images(16, shape, seed=1)
+    models = {spec: build(spec, args.width_multiplier, args.input_size, images) for spec in specs}
     for spec, (_, model) in models.items():
         if f"keras:{spec}" in models:  # the twin's weights: the pair then differs only in how its graph is built
             transfer_weights(models[f"keras:{spec}"][1], model)
     rows = []
     with tempfile.TemporaryDirectory() as directory:
-        for spec in args.models:
+        calibration = os.path.join(directory, "calibration.npz")
+        np.savez(calibration, x=random_images(args.calibration_images + 8, shape, seed=2).astype(np.uint8),
+                 y=np.zeros(args.calibration_images + 8, np.int64))
+        for spec in specs:
             label, model = models[spec]
-            madds = count(model).madds
             for mode in args.modes:
                 path = os.path.join(directory, f"{spec.replace(':', '_')}_{mode}.tflite")
                 report = export(
-                    model, path, quantize=mode, representative_data="synthetic", calibration_images=args.calibration_images,
-                    parity_images=8, threads=args.threads, latency_runs=1,
+                    model, path, quantize=mode, representative_data=calibration,
+                    calibration_images=args.calibration_images, parity_images=8, threads=args.threads, latency_runs=1,
                 )
-                row = {"spec": spec, "model": label, "mode": mode, "madds": madds, "size": report.size_bytes}
-                rows.append({**row, "path": path, "undelegated": report.undelegated})
-                print(f"exported {label} {mode}: ops {report.ops}, not in XNNPACK {report.undelegated}", flush=True)
+                deployed = report.deployment or ""
+                madds = count(model).madds
+                if "multiply-adds deployed" in deployed:
+                    madds = int(float(deployed.split("M multiply-adds deployed")[0].rsplit(" ", 1)[-1]) * 1e6)
+                rows.append({"spec": spec, "model": label, "mode": mode, "madds": madds, "size": report.size_bytes,
+                             "path": path, "undelegated": report.undelegated, "deployment": deployed})
+                print(f"exported {label} {mode}: {report.size_bytes / 2**20:.2f} MB, not in XNNPACK: "
+                      f"{_counts(report.undelegated) or 'none'}{'; ' + deployed if deployed else ''}", flush=True)
         timers = [InvokeTimer(TFLitePredictor(row["path"], args.threads)) for row in rows]
         for row, latency in zip(rows, median_latencies_ms(timers, args.runs, args.warmup)):
             row["latency"] = latency
 
-    fallback = next((spec for spec in args.models if spec.startswith("keras:")), None)
     by_key = {(row["spec"], row["mode"]): row["latency"] for row in rows}
     print(f"\n{args.input_size}x{args.input_size}, width {args.width_multiplier}, {args.threads} thread(s), "
-          f"median of {args.runs} invokes after {args.warmup} warm-up, LiteRT + XNNPACK")
-    print(f"{'model':<28} {'mode':<8} {'MAdds':>8} {'size MB':>8} {'latency ms':>11} {'ratio':>7} {'speed-up':>9}"
-          "  ops left to TFLite kernels")
+          f"median of {args.runs} invokes after {args.warmup} warm-up, LiteRT + XNNPACK, interleaved")
+    print(f"{'model':<32} {'mode':<5} {'MAdds':>8} {'size MB':>8} {'ms':>8} {'x of V2':>8} {'int8 speed-up':>14}"
+          "  left out of XNNPACK")
     for row in rows:
-        twin = "keras:" + row["spec"].split(":")[-1]
-        reference = twin if (twin, row["mode"]) in by_key else fallback
-        ratio = row["latency"] / by_key[(reference, row["mode"])] if reference else float("nan")
+        name = row["spec"].split(":")[-1]
+        twin = f"keras:{name}" if row["spec"] == name else name
+        reference = twin if (twin, row["mode"]) in by_key else "mobilenetv2"
+        base = by_key.get((reference, row["mode"]))
+        ratio = row["latency"] / base if base else float("nan")
         float_latency = by_key.get((row["spec"], "none"))
-        speedup = float_latency / row["latency"] if float_latency else float("nan")
-        print(f"{row['model']:<28} {row['mode']:<8} {row['madds'] / 1e6:>7.1f}M {row['size'] / 2**20:>8.2f} "
-              f"{row['latency']:>11.3f} {ratio:>7.3f} {speedup:>8.2f}x  {_counts(row['undelegated']) or '-'}")
+        speedup = float_latency / row["latency"] if float_latency and row["mode"] != "none" else None
+        label = row["spec"] + (" (converted)" if row["deployment"] else "")
+        print(f"{label:<32} {row['mode']:<5} {row['madds'] / 1e6:>7.1f}M {row['size'] / 2**20:>8.2f} "
+              f"{row['latency']:>8.3f} {ratio:>8.3f} {(f'{speedup:.2f}x' if speedup else '-'):>14}  "
+              f"{_counts(row['undelegated']) or '-'}")
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

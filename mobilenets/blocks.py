@@ -83,10 +83,10 @@ class InvertedResidual(keras.layers.Layer):
         # width depends on the input; weight lists then line up with
         # keras.applications models.
         self.in_channels = int(input_shape[-1])
-        self.expanded_channels = make_divisible(self.in_channels * self.expansion)
+        self.expanded_channels = self.expanded_width(self.in_channels)
         check_divisible(self.name, "shuffle", self.expanded_channels, self.shuffle_groups)
         if self.expand_conv:
-            check_divisible(self.name, "expansion input", self.in_channels, self.expand_groups)
+            check_divisible(self.name, "expansion input", self.expansion_inputs(), self.expand_groups)
             check_divisible(self.name, "expansion output", self.expanded_channels, self.expand_groups)
             check_divisible(self.name, "expansion input", self.in_channels, self.expand_condense_factor, "condense_factor")
         check_divisible(self.name, "projection input", self.expanded_channels, self.project_condense_factor, "condense_factor")
@@ -118,6 +118,14 @@ class InvertedResidual(keras.layers.Layer):
             name="project",
         )
         super().build(input_shape)
+
+    def expansion_inputs(self):
+        """Channels the expansion conv reads: the block's input."""
+        return self.in_channels
+
+    def expanded_width(self, in_channels):
+        """Channels between the expansion and the projection: t * in, rounded to a multiple of 8."""
+        return make_divisible(in_channels * self.expansion)
 
     @property
     def has_residual(self):

@@ -25,8 +25,10 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets import runs
-# mobilenets.deploy.convert also registers CondensedInvertedResidual, which loading a converted model needs.
+# mobilenets.deploy.convert also registers DeployedInvertedResidual, which loading a converted model needs.
 from mobilenets.deploy.convert import convert_learned_group_model, not_convertible
+from mobilenets.deploy.tuning import lgc_costs
+from mobilenets.condense import learned_group_convs
 from mobilenets.data import dataset_info, make_dataset
 from mobilenets.errors import CheckpointError, ConfigError, DataError, first_line
 from mobilenets.flops import Cost, count
@@ -65,10 +67,13 @@ TFLITE_COUNTED_OPS = {
 
 
 class TFLitePredictor:
-    """Logits of a `.tflite` model, one image per invoke; times the invokes.
+    """Outputs of a `.tflite` model, one image per invoke; times the invokes.
 
     Integer-quantized inputs and outputs are (de)quantized with the model's scale
     and zero point, so it takes the same raw 0..255 pixels as the Keras model.
+    `probabilities`: the file ends in a softmax (our default export), else it
+    outputs logits. `metadata`: its standard TFLite metadata
+    (`mobilenets.deploy.metadata.read`), None without any.
     """
 
     def __init__(self, path, num_threads=None):
@@ -89,6 +94,7 @@ class TFLitePredictor:
                 f"{path} is not a usable .tflite model ({first_line(error, 200)}); export it again"
             ) from None
         self.input, self.output = inputs[0], outputs[0]
+        self.probabilities, self.metadata = _read_file_description(path)
         self.input_shape = tuple(int(side) for side in self.input["shape"][1:])
         self.num_classes = int(self.output["shape"][-1])
         self.num_threads = num_threads
@@ -147,6 +153,23 @@ class TFLitePredictor:
         return np.stack(logits)
 
 
+def _read_file_description(path):
+    """(output is a softmax, standard metadata or None) of a .tflite file the interpreter loaded."""
+    from mobilenets.deploy import litert, metadata
+
+    with open(path, "rb") as f:
+        probabilities = litert.outputs_softmax(f.read())
+    try:
+        described = metadata.read(path)
+    except ValueError as error:  # a foreign or damaged TFLITE_METADATA: the model still runs
+        described = {"error": first_line(error, 200)}
+    return probabilities, described
+
+
+# Probabilities are clipped to [EPSILON, 1] before the log, as Keras' cross-entropy on probabilities does.
+EPSILON = 1e-7
+
+
 @dataclasses.dataclass
 class Metrics:
     num_images: int
@@ -186,6 +209,8 @@ def evaluate(predictor, batches, max_images=None):
                 "evaluate on the dataset the model was trained for"
             )
         logits = predictor.predict(images).astype(np.float64)
+        if getattr(predictor, "probabilities", False):  # log p: logits whose softmax is p
+            logits = np.log(np.clip(logits, EPSILON, 1.0))
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         loss_sum -= log_probs[np.arange(len(labels)), labels].sum()
@@ -219,6 +244,8 @@ class Report:
     converted_to: Optional[str] = None
     latency_ms: Optional[float] = None
     num_threads: Optional[int] = None
+    tflite_metadata: Optional[dict] = None  # a .tflite's standard metadata: {'input': '32x32 RGB...', ...}
+    lgc_madds: Optional[dict] = None  # a condensed LGC model: {'condensed': ..., 'deployed': ...} multiply-adds
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -277,6 +304,14 @@ def load_keras_source(path, kind, which="best"):
         model = build_model(**runs.load_model_spec(run_dir_of_checkpoint(path)))
         return runs.restore_model(model, path)
     return load_keras_model(path)
+
+
+def condensed_and_deployed_madds(model):
+    """{'condensed', 'deployed'} multiply-adds of a fully condensed LGC model (`deploy.tuning.lgc_costs`), else None."""
+    layers = learned_group_convs(model)
+    if not layers or any(int(layer.stage.numpy()) < layer.condense_factor - 1 for layer in layers):
+        return None
+    return {form: cost.madds for form, cost in lgc_costs(model).items()}
 
 
 def check_convertible(path, kind):
@@ -348,13 +383,15 @@ def evaluate_path(
     info = dataset_info(dataset, data_dir)
     batches = make_dataset(dataset, split, batch_size, training=False, data_dir=data_dir, image_size=image_size)
 
-    converted = None
+    converted, lgc_madds = None, None
     if kind == "tflite":
         predictor = TFLitePredictor(path, num_threads)
     else:
         model = load_keras_source(path, kind, which)
         if convert:
-            model = converted = convert_learned_group_model(model, condense_remaining=condense_remaining)
+            converted = convert_learned_group_model(model, condense_remaining=condense_remaining)
+        lgc_madds = condensed_and_deployed_madds(model)
+        model = converted or model
         predictor = KerasPredictor(model)
     if info.num_classes and info.num_classes != predictor.num_classes:
         raise DataError(
@@ -383,11 +420,23 @@ def evaluate_path(
         converted_to=output if converted is not None else None,
         latency_ms=getattr(predictor, "latency_ms", None),
         num_threads=num_threads if kind == "tflite" else None,
+        lgc_madds=lgc_madds,
+        tflite_metadata=_metadata_summary(predictor) if kind == "tflite" else None,
     )
     if json_path:
         with _reporting_write_errors(json_path):
             write_json(json_path, report.as_dict())
     return report
+
+
+def _metadata_summary(predictor):
+    """{name: text} of a .tflite's standard metadata (what `format_report` prints)."""
+    from mobilenets.deploy import metadata
+
+    described = predictor.metadata
+    if described is None or "error" in described:
+        return {"metadata": metadata.format_description(None) if described is None else described["error"]}
+    return dict(metadata.summary_lines(described))
 
 
 def _millions(value):
@@ -409,8 +458,14 @@ def format_report(report):
         ("parameters", params),
         ("multiply-adds", _millions(report.madds)),
     ]
+    if report.lgc_madds:
+        lines.append(("LGC forms", f"{_millions(report.lgc_madds['condensed'])} multiply-adds condensed (CondenseNet's "
+                                   f"count), {_millions(report.lgc_madds['deployed'])} as export_tflite.py deploys it "
+                                   "with every projection grouped"))
     if report.latency_ms is not None:
         threads = "default" if report.num_threads is None else report.num_threads
         lines.append(("latency", f"{report.latency_ms:.3f} ms/image (threads: {threads})"))
+    for name, value in (report.tflite_metadata or {}).items():
+        lines.append((name if name == "metadata" else f"metadata: {name}", value))
     width = max(len(name) for name, _ in lines)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in lines)

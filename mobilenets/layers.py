@@ -4,6 +4,8 @@ All layers are registered Keras serializables (package ``mobilenets``), so a
 saved model reloads without ``custom_objects``.
 """
 
+import contextlib
+
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
@@ -30,15 +32,44 @@ def hard_sigmoid(x):
     return tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
 
 
+_HARD_SWISH = {"decomposed": False}
+
+
 def hard_swish(x):
-    """x * hard_sigmoid(x) (Howard et al. 2019, MobileNetV3)."""
+    """x * hard_sigmoid(x) (Howard et al. 2019, MobileNetV3).
+
+    The TFLite converter fuses this form into one HARD_SWISH op, which XNNPACK
+    runs in float32 but not in int8. Inside `decomposed_hard_swish()` it is
+    written as (x / 6) * relu6(x + 3): MUL, ADD+RELU6 and MUL, which the
+    converter leaves apart and XNNPACK runs in int8. Same values either way.
+    """
+    if _HARD_SWISH["decomposed"]:
+        return (x * (1.0 / 6.0)) * tf.nn.relu6(x + 3.0)
     return x * hard_sigmoid(x)
+
+
+@contextlib.contextmanager
+def decomposed_hard_swish():
+    """Layers called (traced) inside use the int8-friendly h-swish form; see `hard_swish`."""
+    previous = _HARD_SWISH["decomposed"]
+    _HARD_SWISH["decomposed"] = True
+    try:
+        yield
+    finally:
+        _HARD_SWISH["decomposed"] = previous
+
+
+def hard_swish_times_six(x):
+    """6 * hard_swish(x) = x * relu6(x + 3): two int8 ops (ADD+RELU6, MUL) where h-swish takes three.
+    For exports only: the 1/6 goes into the weights of what reads it (`deploy.convert.fold_hard_swish_scale`)."""
+    return x * tf.nn.relu6(x + 3.0)
 
 
 ACTIVATIONS = {
     "relu": tf.nn.relu,
     "relu6": tf.nn.relu6,
     "hswish": hard_swish,
+    "hswish_x6": hard_swish_times_six,
     None: None,
 }
 

@@ -1,7 +1,8 @@
-"""Learned group convs -> standard group convs (mobilenets.deploy.convert; Huang et al. 2018, CondenseNet).
+"""Learned group convs -> the deployed, gather-free graph (mobilenets.deploy.convert; CondenseNet).
 
 Every LGC variant of MobileNetV2, with G = C and G != C (inputs repeated across
-groups when G > C), on a cut-down CIFAR table so that each model builds in about a second.
+groups when G > C), in each of the three block forms, on a cut-down CIFAR table
+so that each model builds in about a second.
 """
 
 import dataclasses
@@ -14,10 +15,12 @@ import tf_keras as keras
 
 from mobilenets import builder, registry, specs
 from mobilenets.condense import condense, learned_group_convs
-from mobilenets.deploy.convert import CondensedInvertedResidual, convert_learned_group_model, group_conv_form
+from mobilenets.deploy.convert import BLOCK_FORMS, DeployedInvertedResidual, convert_learned_group_model, group_conv_form
 from mobilenets.errors import ModelError
 from mobilenets.evaluation import TFLitePredictor
-from mobilenets.flops import count
+from mobilenets.blocks import InvertedResidual
+from mobilenets.deploy.litert import op_summary, undelegated_ops
+from mobilenets.flops import count, leaf_layers
 from mobilenets.layers import LearnedGroupConv
 
 LGC_VARIANTS = ("mobilenetv2_lgc", "mobilenetv2_lgc_proj", "mobilenetv2_gc_lgc")
@@ -72,11 +75,17 @@ def small_model(name, groups=4, condense_factor=4):
 
 
 @functools.lru_cache(maxsize=None)
-def masked_and_converted(name, groups, condense_factor):
+def condensed(name, groups, condense_factor):
     masked = small_model(name, groups, condense_factor)
     randomize(masked, seed=groups)
     condense_fully(masked)
-    return masked, convert_learned_group_model(masked)
+    return masked
+
+
+@functools.lru_cache(maxsize=None)
+def masked_and_converted(name, groups, condense_factor, form="project_grouped"):
+    masked = condensed(name, groups, condense_factor)
+    return masked, convert_learned_group_model(masked, block_form=form)
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +95,8 @@ def images():
 
 @pytest.fixture(
     scope="module",
-    params=[(name, g, c) for name in LGC_VARIANTS for g, c in GROUPINGS],
-    ids=lambda p: f"{p[0]}-G{p[1]}-C{p[2]}",
+    params=[(name, g, c, form) for name in LGC_VARIANTS for g, c in GROUPINGS for form in BLOCK_FORMS],
+    ids=lambda p: f"{p[0]}-G{p[1]}-C{p[2]}-{p[3]}",
 )
 def pair(request):
     return masked_and_converted(*request.param)
@@ -116,29 +125,59 @@ def test_converted_logits_equal_masked(pair, images):
     assert difference <= 1e-4
 
 
-def test_converted_cost_equals_analytic_post_condensation_cost(pair):
-    masked, converted = pair
-    assert count(converted) == count(masked)
-
-
-def test_converted_model_has_standard_group_convs_only(pair):
+def test_converted_model_is_plain_convs_without_gathers_or_masks(pair):
+    """What XNNPACK runs: Conv2D (grouped or not), depthwise, BatchNorm, adds; no gather, mask or reshape."""
     masked, converted = pair
     assert not learned_group_convs(converted)
-    lgc_convs = [(block.name, part) for block in masked.layers for part in ("expand", "project")
-                 if isinstance(getattr(getattr(block, part, None), "conv", None), LearnedGroupConv)]
-    assert lgc_convs
-    for block_name, part in lgc_convs:
-        original = getattr(masked.get_layer(block_name), part).conv
-        assert isinstance(converted.get_layer(block_name), CondensedInvertedResidual)
-        deployed = getattr(converted.get_layer(block_name), part).conv
-        assert type(deployed) is keras.layers.Conv2D and deployed.groups == original.groups
-        assert deployed.kernel.shape[2] == original.in_channels // original.condense_factor
+    leaf_types = {type(layer).__name__ for layer in leaf_layers(converted)}
+    assert leaf_types <= {"InputLayer", "Normalize", "Conv2D", "DepthwiseConv2D", "BatchNormalization",
+                          "GlobalAveragePooling2D", "Dense"}
+    blocks = [layer for layer in converted.layers if isinstance(layer, DeployedInvertedResidual)]
+    assert len(blocks) == sum(isinstance(layer, InvertedResidual) for layer in masked.layers)
+
+
+def test_each_form_runs_the_grouped_convs_it_names():
+    masked = condensed("mobilenetv2_lgc", 4, 4)
+    block = masked.get_layer("block_1")
+    lgc = block.project.conv
+    for form, expand_groups, project_groups in (("project_grouped", 1, 4), ("expand_grouped", 4, 1), ("dense", 1, 1)):
+        deployed = convert_learned_group_model(masked, block_form=form).get_layer("block_1")
+        assert (deployed.expand.conv.groups, deployed.project.conv.groups) == (expand_groups, project_groups)
+        if form == "project_grouped":  # each group reads in/C channels, written in its order by the expansion
+            assert deployed.project.conv.kernel.shape[2] == lgc.in_channels // lgc.condense_factor
+            assert deployed.expanded_channels == lgc.groups * lgc.in_channels // lgc.condense_factor
+        if form == "expand_grouped":  # a 0/1 selection conv picks each group's inputs from the residual stream
+            kernel = deployed.select.kernel.numpy()[0, 0]
+            assert set(np.unique(kernel)) <= {0.0, 1.0} and (kernel.sum(axis=0) == 1).all()
+
+
+def test_dense_form_costs_what_mobilenetv2_costs_and_grouped_forms_less():
+    dense_v2 = count(small_model("mobilenetv2"))
+    costs = {form: count(masked_and_converted("mobilenetv2_lgc", 4, 4, form)[1]) for form in BLOCK_FORMS}
+    assert costs["dense"] == dense_v2
+    masked = condensed("mobilenetv2_lgc", 4, 4)
+    assert count(masked).madds < costs["project_grouped"].madds < costs["dense"].madds
+    assert costs["expand_grouped"].madds < costs["dense"].madds
+
+
+def test_a_choice_per_block_is_exact_too(images):
+    masked = condensed("mobilenetv2_gc_lgc", 4, 4)
+    choose = lambda block: BLOCK_FORMS[int(block.name.split("_")[1]) % 3]  # noqa: E731
+    converted = convert_learned_group_model(masked, block_form=choose)
+    expected = masked(images, training=False).numpy()
+    assert np.abs(converted(images, training=False).numpy() - expected).max() <= 1e-4
+
+
+def test_unknown_form_is_one_line():
+    with pytest.raises(ModelError, match="unknown block form 'sparse'") as error:
+        convert_learned_group_model(condensed("mobilenetv2_lgc", 4, 4), block_form="sparse")
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.filterwarnings("ignore:You are saving your model as an HDF5 file")
 @pytest.mark.parametrize("file_name", ["model.keras", "model.h5", "saved_model"])
 def test_converted_model_saves_and_reloads(file_name, tmp_path, images):
-    _, converted = masked_and_converted("mobilenetv2_lgc", 8, 4)
+    _, converted = masked_and_converted("mobilenetv2_lgc", 8, 4, "expand_grouped")  # selection convs too
     path = str(tmp_path / file_name)
     if file_name == "saved_model":
         converted.save(path, save_format="tf", save_traces=False)  # traces: 10x slower, same weights
@@ -150,23 +189,28 @@ def test_converted_model_saves_and_reloads(file_name, tmp_path, images):
     assert not learned_group_convs(reloaded)
 
 
-def test_tflite_top1_matches_converted_keras_model(tmp_path):
-    _, converted = masked_and_converted("mobilenetv2_lgc", 8, 4)
+@pytest.mark.parametrize("form", BLOCK_FORMS)
+@pytest.mark.parametrize("groups,condense_factor", GROUPINGS)
+@pytest.mark.parametrize("name", LGC_VARIANTS)
+def test_float32_tflite_equals_masked_keras_model_and_xnnpack_runs_it_all(tmp_path, name, groups, condense_factor,
+                                                                         form):
+    masked, converted = masked_and_converted(name, groups, condense_factor, form)
     path = tmp_path / "converted.tflite"
     path.write_bytes(to_tflite(converted))
     batch = np.random.default_rng(2).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
-    expected = converted(batch, training=False).numpy()
-    logits = TFLitePredictor(str(path), num_threads=1).predict(batch)
+    expected = masked(batch, training=False).numpy()
+    predictor = TFLitePredictor(str(path), num_threads=1)
+    logits = predictor.predict(batch)
     np.testing.assert_array_equal(logits.argmax(axis=1), expected.argmax(axis=1))
-    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    assert np.abs(logits - expected).max() <= 1e-4 * max(1.0, np.abs(expected).max())
+    assert "GATHER" not in op_summary(str(path))
+    assert undelegated_ops(predictor.interpreter) == {}
 
 
 def test_v2_lgc_cifar100_cost_matches_seed_table():
     masked = registry.build_model("mobilenetv2_lgc", num_classes=100, config="cifar")
     cost = count(masked)
     assert (round(cost.params / 1e6, 3), round(cost.madds / 1e6, 1)) == (1.066, 106.6)
-    condense_fully(masked)
-    assert count(convert_learned_group_model(masked)) == cost
 
 
 def test_rejects_a_model_without_learned_group_convs():

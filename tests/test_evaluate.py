@@ -17,6 +17,7 @@ import tf_keras as keras
 from mobilenets import build_model, runs
 from mobilenets.condense import condense
 from mobilenets.data import make_dataset
+from mobilenets.deploy.convert import convert_learned_group_model
 from mobilenets.errors import CheckpointError, ConfigError, DataError
 from mobilenets.evaluation import (
     Metrics,
@@ -102,13 +103,19 @@ def test_checkpoint_converted_and_tflite_report_the_same_figures(reports):
         assert report.loss == pytest.approx(reference.loss, abs=1e-4)
 
 
-def test_costs_are_the_analytic_post_condensation_figures(reports, lgc_run):
-    expected = count(lgc_run[1])
-    for name in ("checkpoint", "converted", "reloaded"):
-        assert (reports[name].params, reports[name].madds) == (expected.params, expected.madds)
+def test_costs_of_the_condensed_and_the_deployed_forms(reports, lgc_run):
+    condensed = count(lgc_run[1])
+    deployed = count(convert_learned_group_model(lgc_run[1]))  # dense expansions, grouped projections
+    assert condensed.madds < deployed.madds
+    checkpoint = reports["checkpoint"]
+    assert (checkpoint.params, checkpoint.madds) == (condensed.params, condensed.madds)
+    assert checkpoint.lgc_madds == {"condensed": condensed.madds, "deployed": deployed.madds}
+    assert "LGC forms" in format_report(checkpoint)
+    for name in ("converted", "reloaded"):
+        assert (reports[name].params, reports[name].madds) == (deployed.params, deployed.madds)
     tflite = reports["tflite"]
-    assert tflite.madds == expected.madds
-    assert 0 < tflite.params < expected.params and "BatchNorm folded" in tflite.cost_note
+    assert tflite.madds == deployed.madds
+    assert 0 < tflite.params < deployed.params and "BatchNorm folded" in tflite.cost_note
 
 
 def test_tflite_reports_latency_and_keras_does_not(reports):
@@ -203,3 +210,23 @@ def test_cli_main_prints_the_report(reports, workdir, capsys):
         assert key in printed
     assert cli.main([tflite, "--dataset", "synthetic", "--convert"]) == 2
     assert capsys.readouterr().err.startswith("error: --convert needs")
+
+
+def test_exported_tflite_scores_its_probabilities_as_logits_and_prints_its_metadata(reports, workdir, capsys):
+    """Our export ends in a softmax: log p gives the logits' top-1, top-5 and loss; the metadata is printed."""
+    from mobilenets import inspect as inspect_cli
+    from mobilenets.deploy.export import export
+
+    path = workdir / "exported.tflite"
+    export(load_keras_model(str(workdir / "converted.keras")), path, latency_runs=1, parity_images=4)
+    report, logits_report = evaluate_path(path, num_threads=1, **DATA), reports["tflite"]
+    assert (report.top1, report.top5) == (logits_report.top1, logits_report.top5)
+    assert report.loss == pytest.approx(logits_report.loss, rel=1e-3)
+    printed = format_report(report)
+    for expected in ("image: 32x32 RGB, float32", "mean 0, std 1", "probability: 10 classes", "10 in labels.txt"):
+        assert expected in printed
+    assert "no standard TFLite metadata" in format_report(logits_report)
+    assert inspect_cli.main([str(path)]) == 0
+    assert "labels.txt: class_0, class_1" in capsys.readouterr().out
+    assert inspect_cli.main([str(workdir / "missing.tflite")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")

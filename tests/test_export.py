@@ -24,6 +24,8 @@ from mobilenets.deploy.export import FLOAT32_TOLERANCE, export, read_metadata
 from mobilenets.deploy.flatten import flatten
 from mobilenets.flops import leaf_layers
 from mobilenets.deploy.quantization import quantize_aware_model
+from mobilenets.condense import condense
+from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 
 SMALL = {"num_classes": 10, "config": "cifar", "width_multiplier": 0.35}
 
@@ -32,24 +34,14 @@ def random_pixels(count, seed=0, shape=(32, 32, 3)):
     return np.random.default_rng(seed).uniform(0, 255, (count, *shape)).astype(np.float32)
 
 
-def calibrate_batchnorm(model, images):
-    """BatchNorm moving statistics := those of `images` (one training-mode pass with momentum 0)."""
-    layers = [layer for layer in leaf_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.momentum = 0.0
-    model(tf.convert_to_tensor(images), training=True)
-    for layer, momentum in zip(layers, momenta):
-        layer.momentum = momentum
-    return model
-
-
 @functools.lru_cache(maxsize=None)
 def small_model(name, normalization="inception"):
     """A random model with O(1) logits, built once per test session (exports never change it)."""
     keras.utils.set_random_seed(0)
     model = build_model(name, normalization=normalization, **SMALL)
-    return calibrate_batchnorm(model, random_pixels(16, seed=1))
+    while condense(model):  # an LGC model exports in its converted form, which needs the masks condensed
+        pass
+    return recompute_batch_norm_statistics(model, random_pixels(16, seed=1))
 
 
 def quick_export(model, path, **kwargs):
@@ -68,19 +60,21 @@ def test_every_model_exports_float32_matching_keras_on_raw_pixels(name, tmp_path
     assert report.parity.image_source == "uniform random pixels"
     # Conv + BatchNorm + ReLU/ReLU6 fuse into one op: no activation or BatchNorm arithmetic left over.
     assert not {"RELU", "RELU6"} & set(report.ops)
-    assert report.undelegated == {}  # XNNPACK runs every op
+    assert report.undelegated == {}  # XNNPACK runs every op (int8: tests/test_deploy.py)
+    assert not {"GATHER", "TRANSPOSE", "RESHAPE"} & set(report.ops)  # LGC converted, IGCV3 shuffles folded
     assert report.size_bytes == os.path.getsize(tmp_path / "model.tflite")
     assert leftovers(tmp_path) == ["model.tflite", "model.tflite.json"]
 
 
 @functools.lru_cache(maxsize=None)
 def condensed_lgc():
-    """mobilenetv2_lgc condensed (random masks) and converted to group convs + channel gathers."""
+    """mobilenetv2_lgc condensed (random masks) and converted to its deployed form (no gathers)."""
     from mobilenets.deploy.convert import convert_learned_group_model
 
     keras.utils.set_random_seed(0)
     model = build_model("mobilenetv2_lgc", **SMALL)
-    return calibrate_batchnorm(convert_learned_group_model(model, condense_remaining=True), random_pixels(16, seed=1))
+    converted = convert_learned_group_model(model, condense_remaining=True)
+    return recompute_batch_norm_statistics(converted, random_pixels(16, seed=1))
 
 
 @pytest.mark.parametrize("name", ["mobilenetv1", "mobilenetv3_small", "igcv3", "mobilenetv2_gc_lgc", "converted lgc"])
@@ -106,21 +100,25 @@ def test_metadata_travels_with_the_file(tmp_path):
     assert embedded["input"]["normalization"]["mean"] == pytest.approx([125.307, 122.95, 113.865])
     assert embedded["labels"] == [f"class {i}" for i in range(10)]
     assert embedded["quantization"] == "none"
+    assert embedded["output"]["kind"] == "probabilities" and report.ops["SOFTMAX"] == 1
     assert sidecar["labels"] == embedded["labels"] and sidecar["report"]["size_bytes"] == report.size_bytes
 
 
 def test_float16_matches_within_one_percent(tmp_path):
     model = small_model("mobilenetv3_small")
-    report = quick_export(model, tmp_path / "f16.tflite", quantize="float16")
+    report = quick_export(model, tmp_path / "f16.tflite", quantize="float16", logits=True)
+    assert report.parity.output == "logits" and "SOFTMAX" not in report.ops  # --logits: raw logits out
+    assert read_metadata(report.output)["output"]["kind"] == "logits"
     assert report.parity.max_abs_diff <= 1e-2 * max(1.0, report.parity.logit_range)
     assert report.parity.max_abs_diff > FLOAT32_TOLERANCE  # the weights really are float16
     assert report.size_bytes < 2.5 * model.count_params()  # 2 bytes a weight
 
 
 def quantized_export(path, quantize, **kwargs):
+    """Logits out: their correlation measures the quantization (tests/test_mediapipe.py checks probabilities)."""
     return export(
         small_model("mobilenetv3_small"), path, quantize=quantize, representative_data="synthetic",
-        calibration_images=64, parity_images=64, latency_runs=2, **kwargs,
+        calibration_images=64, parity_images=64, latency_runs=2, logits=True, **kwargs,
     )
 
 
@@ -130,8 +128,9 @@ def test_int8_agrees_with_float_model(tmp_path):
     assert report.parity.top1_agreement >= 0.8
     assert report.parity.image_source.startswith("synthetic")
     assert "QUANTIZE" not in report.ops and "DEQUANTIZE" not in report.ops  # full integer, int8 in and out
-    # XNNPACK (LiteRT 2.3) has no int8 HARD_SWISH: those ops fall back to TFLite's kernels.
-    assert set(report.undelegated) <= {"HARD_SWISH"}
+    # h-swish as MUL, ADD+RELU6, MUL: XNNPACK (LiteRT 2.3) runs no int8 HARD_SWISH (see layers.hard_swish).
+    assert "HARD_SWISH" not in report.ops and report.undelegated == {}
+    assert report.parity.output == "logits"
     metadata = json.loads((tmp_path / "int8.tflite.json").read_text())
     assert metadata["input"]["dtype"] == "int8" and metadata["input"]["quantization"]["scale"] > 0
     assert report.calibration == "64 images of synthetic training split"
@@ -143,9 +142,9 @@ def test_qat_fine_tunes_and_agrees_with_float_model(tmp_path):
     assert report.qat_steps == 3 and all(np.isfinite(report.qat_loss))
     assert report.parity.logit_correlation >= 0.98
     assert report.parity.top1_agreement >= 0.75
-    # int8 inside (squeeze-excite MUL and HARD_SWISH included), float32 in and out
+    # int8 inside (squeeze-excite and h-swish as MUL / ADD+RELU6), float32 in and out, all of it in XNNPACK
     assert report.ops.get("QUANTIZE") == 1 and report.ops.get("DEQUANTIZE") == 1
-    assert report.ops.get("HARD_SWISH", 0) > 0 and set(report.undelegated) <= {"HARD_SWISH"}
+    assert "HARD_SWISH" not in report.ops and report.undelegated == {}
 
 
 def test_dynamic_range_quantizes_weights(tmp_path):
@@ -164,8 +163,8 @@ def test_group_conv_models_run_in_int8(name, tmp_path):
     )
     assert report.ops.get("CONV_2D", 0) > 0 and "QUANTIZE" in report.ops
     assert report.parity.top1_agreement >= 0.5
-    if name == "igcv3":
-        assert report.undelegated == {}  # grouped CONV_2D, RESHAPE and TRANSPOSE all run in XNNPACK
+    if name == "igcv3":  # grouped CONV_2D, RESHAPE and TRANSPOSE all run in XNNPACK; int8 SOFTMAX does not
+        assert set(report.undelegated) <= {"SOFTMAX"}
 
 
 def test_qat_rejects_a_layer_it_cannot_quantize():
@@ -210,6 +209,16 @@ def test_representative_data_of_the_wrong_shape(tmp_path):
     assert leftovers(tmp_path) == ["images.npz"]
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"quantize": "int8", "int8_io": True, "uint8_io": True}, "exclude each other"),
+    ({"quantize": "float16", "uint8_io": True}, "--uint8-io needs --quantize int8"),
+])
+def test_integer_io_options_are_checked_before_anything_runs(options, message, tmp_path):
+    with pytest.raises(ConfigError, match=message):
+        quick_export(small_model("mobilenetv1"), tmp_path / "out.tflite", **options)
+    assert leftovers(tmp_path) == []
+
+
 def test_int8_without_representative_data(tmp_path):
     with pytest.raises(ConfigError, match="--representative-data"):
         quick_export(small_model("mobilenetv1"), tmp_path / "out.tflite", quantize="int8")
@@ -252,5 +261,6 @@ def test_cli_exports_a_model_name(tmp_path, capsys):
     arguments = ["mobilenetv1", "--config", "cifar", "--num-classes", "10", "--width-multiplier", "0.35"]
     assert export_tflite.main([*arguments, "-o", str(output), "--latency-runs", "2", "--threads", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "max |logit diff|" in printed and "2 thread(s)" in printed
+    assert "max |probability diff|" in printed and "2 thread(s)" in printed
+    assert "ImageClassifier takes it" in printed and "metadata: labels" in printed
     assert read_metadata(str(output))["source"] == "mobilenetv1 (random init)"

@@ -1,86 +1,85 @@
-"""Learned group convolutions -> standard group convolutions, for deployment.
+"""Learned group convolutions -> the deployed graph (Huang et al. 2018, CondenseNet, sec. 3.1).
 
-CondenseNet (Huang et al. 2018, sec. 3.1 and fig. 3) trains a 1x1 learned
-group conv (LGC) with G groups as a masked dense conv; after its C - 1
-condensation stages every group g reads in/C inputs (`kept_inputs()[g]`), so
-at test time the layer becomes an index layer that gathers those inputs
-(concatenated per group; one input may feed several groups when G != C) and a
-standard group conv with G groups.
+A 1x1 learned group conv (LGC) with G groups trains as a masked dense conv;
+after its C - 1 condensation stages group g reads in/C inputs
+(`kept_inputs()[g]`), so it equals a standard group conv over those inputs
+(`group_conv_form`; an input may feed several groups when G != C) whose output
+k = g * (out/G) + d is the masked layer's channel o = d * G + g.
 
-The group conv's output k = g * (out/G) + d is the masked layer's channel
-o = d * G + g. That permutation commutes with per-channel ops (BatchNorm,
-ReLU6, the depthwise conv), so it is folded into their weights and into the
-next 1x1 conv's gather: the expansion LGC's permutation disappears; after the
-projection LGC (followed by a residual add) one `ChannelGather` restores the
-order. BatchNorm is kept as is, so the converted model's logits equal the
-masked model's up to float summation order.
+CondenseNet deploys that with an index layer (a gather) before every group
+conv. XNNPACK runs no GATHER: each one splits the delegated graph, which
+made such a model 2-3x slower than dense MobileNetV2. Here every gather is
+folded into weights instead (design notes, sec. 7): the projection's input
+gather becomes the output order of the dense expansion before it (a dense
+conv can write any channels, repeated or not; BatchNorm and the depthwise
+conv are per channel), and the projection's output interleave stays in the
+residual stream for a whole stage and is folded into the next dense conv.
+BatchNorm is kept as is, so the converted logits equal the masked model's
+up to float summation order.
 """
 
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets.blocks import InvertedResidual
 from mobilenets.condense import learned_group_convs
 from mobilenets.errors import ModelError
-from mobilenets.layers import ChannelGather, LearnedGroupConv, register
+from mobilenets.layers import Activation, ConvBNAct, LearnedGroupConv, get_activation, register
 from mobilenets.registry import is_learned_group_model, list_models
 
 
 @register
-class CondensedInvertedResidual(InvertedResidual):
-    """An inverted residual whose 1x1 convs read gathered channels: the deployed LGC block.
+class DeployedInvertedResidual(InvertedResidual):
+    """An inverted residual as exported: [input copies | 1x1 selection] -> 1x1 expansion -> depthwise -> 1x1 projection.
 
-    expand_input_indices / project_input_indices: channels gathered before the
-    expansion / projection conv (None: all, in order); output_indices: gathered
-    after the projection's BatchNorm, before the residual add. The 1x1 convs
-    are standard (group) convs: the model needs no mask at inference.
+    Its convs are standard Conv2D (dense or grouped: `expand_groups`,
+    `project_groups`); no masks, gathers or shuffles. `expanded_channels` is
+    the width between expansion and projection (with a grouped projection: the
+    channels its groups read, in their order, repeats included).
+    `select_channels`: a bias-free 1x1 conv with a 0/1 kernel first, which
+    picks the inputs a grouped expansion's groups read from the residual
+    stream (a gather that XNNPACK runs). `input_copies`: the expansion reads
+    that many copies of the input, concatenated (IGCV3 without its shuffle).
     """
 
-    def __init__(self, filters, expand_input_indices=None, project_input_indices=None, output_indices=None, **kwargs):
+    def __init__(self, filters, expanded_channels, select_channels=None, input_copies=1, **kwargs):
         super().__init__(filters, **kwargs)
-        if self.expand_condense_factor or self.project_condense_factor or self.shuffle_groups or self.se_ratio:
-            raise ModelError(
-                f"{self.name}: a condensed block takes no condense factors, channel shuffle or squeeze-excite"
-            )
-        self.expand_input_indices = _index_list(expand_input_indices)
-        self.project_input_indices = _index_list(project_input_indices)
-        self.output_indices = _index_list(output_indices)
+        if self.expand_condense_factor or self.project_condense_factor or self.shuffle_groups:
+            raise ModelError(f"{self.name}: a deployed block takes no condense factors or channel shuffle")
+        self.deployed_width = int(expanded_channels)
+        self.select_channels = None if select_channels is None else int(select_channels)
+        self.input_copies = int(input_copies)
+
+    def expanded_width(self, in_channels):
+        return self.deployed_width
+
+    def expansion_inputs(self):
+        return self.select_channels or self.in_channels * self.input_copies
 
     def build(self, input_shape):
+        self.select = None
+        if self.select_channels:
+            self.select = keras.layers.Conv2D(self.select_channels, 1, use_bias=False, name="select")
         super().build(input_shape)
-        self.expand_gather = _gather_layer(self.expand_input_indices, "expand_gather")
-        self.project_gather = _gather_layer(self.project_input_indices, "project_gather")
-        self.output_gather = _gather_layer(self.output_indices, "output_gather")
 
     def call(self, inputs, training=None):
-        x = inputs
+        x = inputs if self.select is None else self.select(inputs)
+        if self.input_copies > 1:
+            x = tf.concat([x] * self.input_copies, axis=-1)
         if self.expand is not None:
-            x = self.expand(_apply(self.expand_gather, x), training=training)
+            x = self.expand(x, training=training)
         x = self.depthwise(x, training=training)
-        x = _apply(self.output_gather, self.project(_apply(self.project_gather, x), training=training))
+        if self.squeeze_excite is not None:
+            x = self.squeeze_excite(x)
+        x = self.project(x, training=training)
         return inputs + x if self.has_residual else x
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "expand_input_indices": self.expand_input_indices,
-            "project_input_indices": self.project_input_indices,
-            "output_indices": self.output_indices,
-        }
-
-
-def _index_list(indices):
-    return None if indices is None else [int(i) for i in indices]
-
-
-def _gather_layer(indices, name):
-    return None if indices is None else ChannelGather(indices, name=name)
-
-
-def _apply(layer, x):
-    return x if layer is None else layer(x)
+        return {**super().get_config(), "expanded_channels": self.deployed_width,
+                "select_channels": self.select_channels, "input_copies": self.input_copies}
 
 
 @dataclasses.dataclass
@@ -122,62 +121,147 @@ def _is_identity(order):
     return bool(np.array_equal(order, np.arange(len(order))))
 
 
-def _conv_kernel_and_order(conv, channels):
-    """(kernel of the standard conv, its output order, input indices to gather or None) of a ConvBNAct's conv."""
+def dense_kernel(conv):
+    """The (in, out) matrix of a 1x1 conv: an LGC's masked kernel, a group conv's block-diagonal one."""
     if isinstance(conv, LearnedGroupConv):
-        form = group_conv_form(conv)
-        return form.kernel, form.order, form.input_indices
-    return conv.get_weights()[0], np.arange(channels), None
-
-
-@dataclasses.dataclass
-class _BlockConversion:
-    """A CondensedInvertedResidual's config and the weights of its sublayers (paths -> arrays)."""
-
-    config: dict
-    weights: dict
-
-    def assign(self, block):
-        for path, arrays in self.weights.items():
-            layer = block
-            for name in path:
-                layer = getattr(layer, name)
-            layer.set_weights(arrays)
+        return conv.masked_kernel().numpy()[0, 0]
+    kernel = conv.get_weights()[0][0, 0]  # (in / groups, out)
+    groups = getattr(conv, "groups", 1)
+    if groups == 1:
+        return kernel
+    reads, writes = kernel.shape[0], kernel.shape[1] // groups
+    dense = np.zeros((reads * groups, kernel.shape[1]), kernel.dtype)
+    for g in range(groups):
+        dense[g * reads : (g + 1) * reads, g * writes : (g + 1) * writes] = kernel[:, g * writes : (g + 1) * writes]
+    return dense
 
 
 def _permuted(layer, order, axis=0):
     return [np.take(w, order, axis=axis) for w in layer.get_weights()]
 
 
-def convert_block(block):
-    """The `_BlockConversion` of an InvertedResidual with learned group convs."""
+def _assign(layer, weights):
+    """Sets the weights of `layer`'s sublayers: {('expand', 'conv'): arrays, ...}."""
+    for path, arrays in weights.items():
+        target = layer
+        for name in path:
+            target = getattr(target, name)
+        target.set_weights(arrays)
+
+
+# The exact, gather-free forms of a condensed block (`convert_block`):
+#   project_grouped  dense expansion writing the projection groups' inputs in order -> grouped projection
+#   expand_grouped   0/1 selection conv -> grouped expansion -> dense projection (masked kernel)
+#   dense            dense expansion and projection (masked kernels)
+BLOCK_FORMS = ("project_grouped", "expand_grouped", "dense")
+
+
+@dataclasses.dataclass
+class BlockPlan:
+    """How one inverted residual is deployed: its form (`BLOCK_FORMS`) and the order of its output:
+    the residual stream's channel k holds the masked model's channel output_order[k]."""
+
+    form: str
+    output_order: np.ndarray
+
+
+def form_of(conv):
+    """The `GroupConvForm` of an LGC or a standard group conv; None for a dense conv."""
+    if isinstance(conv, LearnedGroupConv):
+        return group_conv_form(conv)
+    groups = getattr(conv, "groups", 1)
+    if groups == 1:
+        return None
+    kernel = conv.get_weights()[0]
+    return GroupConvForm(np.arange(kernel.shape[2] * groups), kernel, np.arange(kernel.shape[3]))
+
+
+def available_forms(block):
+    """The `BLOCK_FORMS` that apply to `block` (a grouped conv needs a learned or standard group conv there)."""
+    forms = ["dense"]
+    if block.expand is not None and form_of(block.project.conv) is not None:
+        forms.append("project_grouped")
+    if block.expand is not None and form_of(block.expand.conv) is not None:
+        forms.append("expand_grouped")
+    return forms
+
+
+def plan_blocks(model, choose_form):
+    """{block name: BlockPlan} for every inverted residual of `model`; choose_form(block) -> form name.
+
+    A residual add needs both operands in one channel order, so a stage (a
+    block without residual and the residual blocks after it) keeps one order
+    in its stream: the grouped projection's output order k = g * (out/G) + d ->
+    o = d * G + g when any block of the stage has that form (all of a stage
+    share out and G), else the masked model's order. The dense convs and the
+    selection convs before and after absorb it in their kernels.
+    """
+    stages, plans = [], {}
+    for layer in model.layers:
+        if isinstance(layer, InvertedResidual):
+            if not layer.has_residual or not stages:
+                stages.append([])
+            stages[-1].append(layer)
+    for stage in stages:
+        forms, grouped_orders = {}, []
+        for block in stage:
+            form = choose_form(block)
+            if form not in BLOCK_FORMS:
+                raise ModelError(f"unknown block form {form!r}; choose one of {', '.join(BLOCK_FORMS)}")
+            forms[block.name] = form if form in available_forms(block) else "dense"
+            if forms[block.name] == "project_grouped":
+                grouped_orders.append(form_of(block.project.conv).order)
+        order = grouped_orders[0] if grouped_orders else np.arange(stage[0].filters)
+        for block in stage:
+            form = forms[block.name]
+            if form == "project_grouped" and not np.array_equal(form_of(block.project.conv).order, order):
+                form = "dense"
+            plans[block.name] = BlockPlan(form, order)
+    return plans
+
+
+def convert_block(block, input_order, plan):
+    """(config, weights) of the DeployedInvertedResidual equal to `block` on a stream in `input_order`."""
     if block.shuffle is not None or block.squeeze_excite is not None:
         raise ModelError(
             f"{block.name}: converting learned group convs next to a shuffle or squeeze-excite is not supported"
         )
+    out_order = plan.output_order
+    if block.has_residual and not np.array_equal(out_order, input_order):
+        raise ModelError(f"{block.name}: its residual add would mix two channel orders; report this as a bug")
     config = block.get_config()
-    config.update(expand_condense_factor=None, project_condense_factor=None)
+    config.update(expand_groups=1, expand_condense_factor=None, project_groups=1, project_condense_factor=None)
     weights = {}
-    expand_order = np.arange(block.expanded_channels)
+    if plan.form == "project_grouped":
+        projection = form_of(block.project.conv)
+        layout = projection.input_indices
+        weights[("project", "conv")] = [projection.kernel]
+        config["project_groups"] = block.project.conv.groups
+    else:
+        layout = input_order if block.expand is None else np.arange(block.expanded_channels)
+    if plan.form == "expand_grouped":
+        expansion = form_of(block.expand.conv)
+        position = np.argsort(input_order)  # where the masked model's channel c sits in the stream
+        picked = position[expansion.input_indices]
+        if not _is_identity(picked):
+            select = np.zeros((len(input_order), len(picked)), np.float32)
+            select[picked, np.arange(len(picked))] = 1.0
+            weights[("select",)] = [select[None, None]]
+            config["select_channels"] = len(picked)
+        layout = expansion.order
+        weights[("expand", "conv")] = [expansion.kernel]
+        config["expand_groups"] = block.expand.conv.groups
+    elif block.expand is not None:
+        weights[("expand", "conv")] = [dense_kernel(block.expand.conv)[input_order][:, layout][None, None]]
     if block.expand is not None:
-        kernel, expand_order, gather = _conv_kernel_and_order(block.expand.conv, block.expanded_channels)
-        config["expand_input_indices"] = gather
-        weights[("expand", "conv")] = [kernel]
-        weights[("expand", "bn")] = _permuted(block.expand.bn, expand_order)
-    # The depthwise conv and its BatchNorm run in the expansion's output order.
-    weights[("depthwise", "conv")] = _permuted(block.depthwise.conv, expand_order, axis=2)
-    weights[("depthwise", "bn")] = _permuted(block.depthwise.bn, expand_order)
-    position = np.argsort(expand_order)  # where the masked model's channel j sits now
-    kernel, project_order, gather = _conv_kernel_and_order(block.project.conv, block.filters)
-    if gather is not None:
-        config["project_input_indices"] = position[gather]
-    elif not _is_identity(position):
-        config["project_input_indices"] = position
-    weights[("project", "conv")] = [kernel]
-    weights[("project", "bn")] = _permuted(block.project.bn, project_order)
-    if not _is_identity(project_order):
-        config["output_indices"] = np.argsort(project_order)
-    return _BlockConversion(config, weights)
+        weights[("expand", "bn")] = _permuted(block.expand.bn, layout)
+    if plan.form != "project_grouped":
+        weights[("project", "conv")] = [dense_kernel(block.project.conv)[layout][:, out_order][None, None]]
+    config["expanded_channels"] = len(layout)
+    weights[("depthwise", "conv")] = _permuted(block.depthwise.conv, layout, axis=2)
+    weights[("depthwise", "bn")] = _permuted(block.depthwise.bn, layout)
+    weights[("project", "bn")] = _permuted(block.project.bn, out_order)
+    return config, weights
 
 
 def not_convertible(model_name):
@@ -208,32 +292,34 @@ def check_condensed(model, condense_remaining=False):
             )
 
 
-def convert_learned_group_model(model, condense_remaining=False):
-    """A standard Keras model equal to a condensed LGC MobileNetV2 (any variant).
+def convert_learned_group_model(model, condense_remaining=False, block_form="project_grouped"):
+    """The deployed form of a condensed LGC MobileNetV2 (any variant): a standard Keras model, equal to it.
 
-    Every InvertedResidual holding a learned group conv becomes a
-    `CondensedInvertedResidual` (input gathers + Conv2D(groups=G)); other
-    layers are copied. The result has no masks: it saves (.keras, .h5,
-    SavedModel) and converts to TFLite like any model, and `flops.count` gives
-    the masked model's post-condensation figures. See `check_condensed` for
-    `condense_remaining`.
+    Every inverted residual becomes a `DeployedInvertedResidual`: a dense
+    expansion (the masked kernel; the expansion's sparsity is not used, as a
+    sparse expansion would need a gather of the residual stream, which
+    XNNPACK does not run), the depthwise conv, and the projection as a group
+    conv reading exactly in/C channels per group. The group conv's output order
+    is kept in the stage's residual stream and folded into the next dense
+    kernels (the next stage's expansion, the head conv), so the graph has no
+    gather, no mask and no reshape: XNNPACK runs all of it.
+
+    block_form: one of `BLOCK_FORMS` for every block (where it applies, else
+    'dense'), or a function block -> form choosing per block (see
+    `mobilenets.deploy.tuning.fastest_forms`). Every form is exact.
+    Condensation must be complete (see `check_condensed` for `condense_remaining`).
     """
     check_condensed(model, condense_remaining)
-    conversions = []
+    choose = block_form if callable(block_form) else (lambda block: block_form)
+    plans = plan_blocks(model, choose)
 
-    def clone(layer):
-        if isinstance(layer, InvertedResidual) and learned_group_convs(layer):
-            conversion = convert_block(layer)
-            new = CondensedInvertedResidual.from_config(conversion.config)
-            conversions.append((conversion.assign, new))
-        else:
-            new = layer.__class__.from_config(layer.get_config())
-            conversions.append((lambda target, source=layer: target.set_weights(source.get_weights()), new))
-        return new
+    def replace(layer, input_order):
+        if layer.name not in plans:
+            return None
+        config, weights = convert_block(layer, input_order, plans[layer.name])
+        return DeployedInvertedResidual.from_config(config), weights, plans[layer.name].output_order
 
-    converted = keras.models.clone_model(model, clone_function=clone)
-    for assign, layer in conversions:
-        assign(layer)
+    converted = rebuild_chain(model, replace)
     leftover = learned_group_convs(converted)
     if leftover:
         raise ModelError(
@@ -241,3 +327,191 @@ def convert_learned_group_model(model, condense_remaining=False):
             "only MobileNetV2-LGC blocks are converted"
         )
     return converted
+
+
+def rebuild_chain(model, replace):
+    """A new functional model from `model` (a chain of layers), each layer copied or replaced.
+
+    replace(layer, input_order) -> (new layer, {sublayer path: weights}, output order) or None (copy).
+    input_order: the channel order of the layer's input (channel k holds the original channel
+    input_order[k]); a non-identity order is folded into the next dense ConvBNAct's kernel.
+    """
+    inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name)
+    x, order, assignments = inputs, None, []
+    for layer in model.layers[1:]:
+        if len(layer._inbound_nodes) != 1 or isinstance(layer._inbound_nodes[0].input_tensors, (list, tuple)):
+            raise ModelError(f"model {model.name}: layer {layer.name} is not part of a chain; only chains are converted")
+        input_order = np.arange(int(x.shape[-1])) if order is None else order
+        replaced = replace(layer, input_order)
+        if replaced is not None:
+            new, weights, order = replaced
+        elif not _is_identity(input_order):
+            if not (isinstance(layer, ConvBNAct) and layer.groups == 1 and not layer.condense_factor):
+                raise ModelError(f"model {model.name}: cannot fold a channel order into {layer.name}; report this as a bug")
+            new = layer.__class__.from_config(layer.get_config())
+            kernel, *rest = layer.conv.get_weights()
+            weights, order = {("conv",): [kernel[:, :, input_order]] + rest, ("bn",): layer.bn.get_weights()}, None
+        else:
+            new, weights, order = layer.__class__.from_config(layer.get_config()), {(): layer.get_weights()}, None
+        x = new(x)
+        assignments.append((new, weights))
+    for new, weights in assignments:
+        _assign(new, weights)
+    return keras.Model(inputs, x, name=model.name)
+
+
+def dense_unshuffled_block(block):
+    """(config, weights) of a DeployedInvertedResidual equal to an IGCV3 block with dense 1x1 convs:
+    the expansion's block-diagonal kernel writes its channels in the shuffled order, so
+    nothing is copied; twice the 1x1 multiply-adds (G = 2), but dense int8 convs run
+    2-4x faster than grouped ones in XNNPACK on x86 (see `mobilenets.deploy.tuning`)."""
+    source = shuffle_sources(block.shuffle_groups, block.expanded_channels)
+    config = block.get_config()
+    config.update(shuffle_groups=None, expand_groups=1, project_groups=1, expanded_channels=block.expanded_channels)
+    weights = {
+        ("expand", "conv"): [dense_kernel(block.expand.conv)[:, source][None, None]],
+        ("expand", "bn"): _permuted(block.expand.bn, source),
+        ("depthwise",): block.depthwise.get_weights(),
+        ("project", "conv"): [dense_kernel(block.project.conv)[None, None]],
+        ("project", "bn"): block.project.bn.get_weights(),
+    }
+    return config, weights
+
+
+def shuffle_free_block(block):
+    """(config, weights) of a DeployedInvertedResidual equal to an IGCV3 block, without its channel shuffle.
+
+    IGCV3 (Sun et al. 2018): group conv (G groups) -> shuffle -> depthwise ->
+    group conv (G groups). Projection group p reads, from each expansion group
+    g, a run of C/G^2 channels. The expansion is rewritten as a group conv
+    with G^2 groups, (p, g) reading input part g, over G copies of the input
+    concatenated: it writes each projection group's channels next to each
+    other, so the shuffle (two reshapes and a transpose over the expanded
+    tensor) becomes a copy of the narrow input. The depthwise conv, its
+    BatchNorm and the projection's rows follow the new order.
+    """
+    groups, channels = block.shuffle_groups, block.expanded_channels
+    if block.expand is None or block.expand.conv.groups != groups or block.project.conv.groups != groups:
+        raise ModelError(f"{block.name}: only IGCV3 blocks (G groups on both 1x1 convs and the shuffle) are unshuffled")
+    part, run = channels // groups, channels // groups**2
+    shuffled_position = np.argsort(shuffle_sources(groups, channels))
+    layout = np.concatenate([g * part + p * run + np.arange(run) for p in range(groups) for g in range(groups)])
+    at_shuffled = shuffled_position[layout]  # where each new channel sat after the shuffle
+    kernel = block.project.conv.get_weights()[0]  # (1, 1, C/G, out): group p's row j reads shuffled channel p*C/G + j
+    project = np.empty_like(kernel)
+    outputs = kernel.shape[-1] // groups
+    for p in range(groups):
+        rows = at_shuffled[p * part : (p + 1) * part] - p * part
+        project[..., p * outputs : (p + 1) * outputs] = kernel[:, :, rows, p * outputs : (p + 1) * outputs]
+    config = block.get_config()
+    config.update(shuffle_groups=None, expand_groups=groups**2, expanded_channels=channels, input_copies=groups)
+    weights = {
+        ("expand", "conv"): [block.expand.conv.get_weights()[0][..., layout]],
+        ("expand", "bn"): _permuted(block.expand.bn, layout),
+        ("depthwise", "conv"): _permuted(block.depthwise.conv, at_shuffled, axis=2),
+        ("depthwise", "bn"): _permuted(block.depthwise.bn, at_shuffled),
+        ("project", "conv"): [project],
+        ("project", "bn"): block.project.bn.get_weights(),
+    }
+    return config, weights
+
+
+def shuffle_sources(groups, channels):
+    """`ChannelShuffle(groups)`'s output channel k is its input channel shuffle_sources(...)[k]."""
+    return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
+
+
+def fold_channel_shuffles(model, dense=False):
+    """`model` with every IGCV3 block's channel shuffle folded into weights; equal outputs.
+
+    dense=False: `shuffle_free_block` (group convs, the input copied G times);
+    dense=True: `dense_unshuffled_block` (dense 1x1 convs, no copy).
+
+    A block without expansion (IGCV3's first) shuffles its input: the dense
+    conv before it writes its channels in the shuffled order instead.
+    """
+    layers = model.layers[1:]
+    shuffled_next = {
+        before.name: block for before, block in zip(layers, layers[1:])
+        if isinstance(block, InvertedResidual) and block.shuffle is not None and block.expand is None
+        and isinstance(before, ConvBNAct) and before.groups == 1 and not before.condense_factor
+    }
+
+    def replace(layer, input_order):
+        if layer.name in shuffled_next:
+            source = shuffle_sources(shuffled_next[layer.name].shuffle_groups, layer.filters)
+            weights = {("conv",): _permuted(layer.conv, source, axis=3), ("bn",): _permuted(layer.bn, source)}
+            return layer.__class__.from_config(layer.get_config()), weights, input_order
+        if not (isinstance(layer, InvertedResidual) and layer.shuffle is not None):
+            return None
+        if layer.expand is None:
+            if layer.name not in {block.name for block in shuffled_next.values()}:
+                raise ModelError(f"{layer.name}: its input shuffle has no dense conv before it to fold into")
+            config = {**layer.get_config(), "shuffle_groups": None, "expanded_channels": layer.expanded_channels}
+            return DeployedInvertedResidual.from_config(config), {(): layer.get_weights()}, input_order
+        config, weights = (dense_unshuffled_block if dense else shuffle_free_block)(layer)
+        return DeployedInvertedResidual.from_config(config), weights, input_order
+
+    return rebuild_chain(model, replace)
+
+
+def _scale_kernel(layer, factor):
+    """Multiplies the kernel (first weight) of a conv or dense layer by `factor`, in place."""
+    weights = layer.get_weights()
+    layer.set_weights([weights[0] * factor, *weights[1:]])
+
+
+def _times_six(layer):
+    """Switches a layer's 'hswish' activation to 'hswish_x6' in place; True when it had h-swish."""
+    if getattr(layer, "activation", None) != "hswish":
+        return False
+    layer.activation = "hswish_x6"
+    if isinstance(layer, Activation):
+        layer._fn = get_activation("hswish_x6")
+    else:
+        layer.act = get_activation("hswish_x6")
+    return True
+
+
+def fold_hard_swish_scale(model):
+    """A copy of a MobileNetV3 whose h-swish layers output 6 * h-swish; equal outputs.
+
+    XNNPACK runs no int8 HARD_SWISH, and h-swish written with ops it runs
+    takes three (MUL by 1/6, ADD+RELU6, MUL), each a pass over the tensor.
+    6 * h-swish(x) = x * relu6(x + 3) takes two; the 1/6 goes into the kernel
+    of every conv or dense layer that reads it (through the squeeze-excite's
+    average and gate, which commute with a scale). Where a scaled tensor
+    reaches a residual add, the projection's BatchNorm scales the other
+    operand alike. For int8 exports: in float32 the fused HARD_SWISH is faster.
+    """
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    scale = 1.0  # the tensor between layers holds scale * its value in `model`
+    for layer in copy.layers[1:]:
+        if isinstance(layer, InvertedResidual) and not isinstance(layer, DeployedInvertedResidual):
+            stream = scale
+            if layer.expand is not None:
+                _scale_kernel(layer.expand.conv, 1.0 / scale)
+                scale = 6.0 if _times_six(layer.expand) else 1.0
+            _scale_kernel(layer.depthwise.conv, 1.0 / scale)
+            scale = 6.0 if _times_six(layer.depthwise) else 1.0
+            if layer.squeeze_excite is not None:
+                _scale_kernel(layer.squeeze_excite.reduce, 1.0 / scale)  # its output: scale * input * gate
+            _scale_kernel(layer.project.conv, 1.0 / scale)
+            scale = stream if layer.has_residual else 1.0
+            if scale != 1.0:
+                gamma, beta, *statistics = layer.project.bn.get_weights()
+                layer.project.bn.set_weights([gamma * scale, beta * scale, *statistics])
+        elif isinstance(layer, ConvBNAct) and not layer.condense_factor:
+            _scale_kernel(layer.conv, 1.0 / scale)
+            scale = 6.0 if _times_six(layer) else 1.0
+        elif isinstance(layer, keras.layers.Dense):
+            _scale_kernel(layer, 1.0 / scale)
+            scale = 1.0
+        elif isinstance(layer, Activation):
+            if scale != 1.0:
+                raise ModelError(f"{layer.name}: an activation of a scaled tensor; report this as a bug")
+            scale = 6.0 if _times_six(layer) else 1.0
+        elif scale != 1.0 and not isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.Dropout)):
+            raise ModelError(f"model {model.name}: cannot carry the h-swish scale through {layer.name}")
+    return copy

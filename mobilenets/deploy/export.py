@@ -16,17 +16,24 @@ post-training quantization guide (https://ai.google.dev/edge/litert/models/post_
     qat      full-integer after quantize-aware fine-tuning (`mobilenets.deploy.quantization`)
 
 Preprocessing travels with the model: its first layer normalizes raw 0..255
-RGB pixels, and the file carries a JSON description (input size, pixel range,
-mean/std, labels, quantization) in its TFLite metadata under the name
-"mobilenets", also written beside it as `<file>.json`. Every export is then
-checked against the Keras model on a batch (max |logit difference| for
-float32/float16, top-1 agreement and logit correlation for quantized files),
+RGB pixels. The output is class probabilities (a softmax appended after the
+logits; `logits=True` keeps the logits). The file carries the standard TFLite
+Model Metadata that MediaPipe Tasks' ImageClassifier reads (`mobilenets.deploy.metadata`:
+RGB input, NormalizationOptions for raw pixels, the labels packed as labels.txt)
+and our own JSON description (input size, pixel range, mean/std, labels,
+quantization) under the name "mobilenets", also written beside it as
+`<file>.json`. `uint8_io` gives the integer input/output MediaPipe takes
+(uint8 pixels as they are); `int8_io` gives int8 tensors, which MediaPipe refuses.
+Every export is then checked against the Keras model on a batch, outputs
+compared like with like (Keras softmax vs file probabilities, or logits):
+max |difference| for float32/float16, top-1 agreement and correlation for quantized files,
 inspected (ops, fused activations, what XNNPACK leaves to TFLite kernels) and
 timed with the LiteRT interpreter (`mobilenets.deploy.litert`). The file is written
 to a temporary name and renamed only when all of this succeeded
 (`mobilenets.io.atomic_path`): a failed export leaves no file behind.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -41,8 +48,10 @@ import tf_keras as keras
 from mobilenets.errors import ConfigError, DataError, ExportError, first_line
 from mobilenets.evaluation import TFLitePredictor, load_keras_source, run_dir_of_checkpoint, source_kind
 from mobilenets.io import atomic_path, write_json
-from mobilenets.layers import Normalize
+from mobilenets.layers import Normalize, decomposed_hard_swish
+from mobilenets.deploy.tuning import deployed_model
 from mobilenets.deploy.litert import (
+    append_float_softmax,
     InvokeTimer,
     embed_metadata,
     median_latencies_ms,
@@ -51,6 +60,7 @@ from mobilenets.deploy.litert import (
     undelegated_ops,
 )
 from mobilenets.deploy import litert
+from mobilenets.deploy import metadata as tflite_metadata
 from mobilenets.registry import build_model, list_models
 
 MODES = ("none", "float16", "dynamic", "int8", "qat")
@@ -201,19 +211,31 @@ def _images_only(images, labels):
 # ---------------------------------------------------------------- conversion
 
 
-def _inference_function(model, shape):
+def _inference_function(model, shape, probabilities=False, whole_pixels=False):
+    """The concrete function to convert: logits, or their softmax.
+
+    whole_pixels: a FakeQuant over [0, 255] in 8 bits (identity on whole pixel
+    values) fixes the input's quantization to scale 1: uint8 input = the pixel,
+    int8 = pixel - 128, whatever range the calibration images span.
+    """
+
     @tf.function(input_signature=[tf.TensorSpec([None, *shape], tf.float32, name="image")], autograph=False)
-    def logits(image):
-        return model(image, training=False)
+    def scores(image):
+        if whole_pixels:
+            image = tf.quantization.fake_quant_with_min_max_args(image, min=0.0, max=255.0, num_bits=8)
+        logits = model(image, training=False)
+        return tf.nn.softmax(logits) if probabilities else logits
 
-    return logits.get_concrete_function()
+    return scores.get_concrete_function()
 
 
-def _check_mode(mode, int8_io):
+def _check_mode(mode, int8_io, uint8_io=False):
     if mode not in MODES:
         raise ConfigError(f"unknown quantization {mode!r}; choose one of: {', '.join(MODES)}")
-    if int8_io and mode not in INTEGER_MODES:
-        raise ConfigError(f"--int8-io needs --quantize int8 or qat, not {mode}")
+    if int8_io and uint8_io:
+        raise ConfigError("--int8-io and --uint8-io exclude each other; pick one (MediaPipe takes uint8)")
+    if (int8_io or uint8_io) and mode not in INTEGER_MODES:
+        raise ConfigError(f"--{'int8' if int8_io else 'uint8'}-io needs --quantize int8 or qat, not {mode}")
 
 
 def _converter_error(model, mode, error):
@@ -228,8 +250,12 @@ def _converter_error(model, mode, error):
     return ExportError(f"TFLite cannot convert {model.name} ({mode}): {detail}; {hint}")
 
 
-def convert(model, mode="none", calibration_images=None, int8_io=False):
+def convert(model, mode="none", calibration_images=None, int8_io=False, probabilities=False, uint8_io=False):
     """The .tflite flatbuffer (bytes) of `model` in quantization `mode`.
+
+    probabilities: append a softmax to the logits. int8_io / uint8_io: integer
+    input and output tensors (integer modes); their input quantization is
+    scale 1 (see `_inference_function`).
 
     calibration_images: float32 raw pixels, required for 'int8' and 'qat' (for a
     'qat' model they fill the ranges fake quantization does not cover, e.g.
@@ -237,9 +263,15 @@ def convert(model, mode="none", calibration_images=None, int8_io=False):
     function: the SavedModel round trip of `from_keras_model` costs 10x the
     time for the same graph.
     """
-    _check_mode(mode, int8_io)
+    _check_mode(mode, int8_io, uint8_io)
     shape = image_shape(model)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_inference_function(model, shape)], model)
+    # An int8 softmax is not in XNNPACK: with float output it is appended in float32 after conversion.
+    softmax_after = probabilities and mode in INTEGER_MODES and not (int8_io or uint8_io)
+    with decomposed_hard_swish() if mode in INTEGER_MODES else contextlib.nullcontext():
+        # traced here: in int8, h-swish as ops that XNNPACK runs (see layers.hard_swish)
+        function = _inference_function(model, shape, probabilities and not softmax_after,
+                                       whole_pixels=int8_io or uint8_io)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
     converter.experimental_lower_to_saved_model = False
     if mode != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -250,12 +282,13 @@ def convert(model, mode="none", calibration_images=None, int8_io=False):
             raise ConfigError(NEEDS_IMAGES.format(mode=mode))
         converter.representative_dataset = lambda: ([image[None]] for image in calibration_images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            converter.inference_input_type = converter.inference_output_type = tf.int8
+        if int8_io or uint8_io:
+            converter.inference_input_type = converter.inference_output_type = tf.int8 if int8_io else tf.uint8
     try:
-        return converter.convert()
+        flatbuffer = converter.convert()
     except Exception as error:  # ConverterError, and ValueError/RuntimeError from calibration
         raise _converter_error(model, mode, error) from None
+    return append_float_softmax(flatbuffer) if softmax_after else flatbuffer
 
 
 # ---------------------------------------------------------------- metadata
@@ -287,13 +320,18 @@ def _labels(labels, dataset, data_dir, num_classes):
     return names
 
 
-def describe(model, mode, labels=None, int8_io=False, source=""):
+def class_names(names, num_classes):
+    """`names`, or class_0 ... class_{N-1} when no names are known."""
+    return list(names) if names else [f"class_{index}" for index in range(num_classes)]
+
+
+def describe(model, mode, labels=None, int8_io=False, source="", probabilities=False, uint8_io=False):
     """What a phone app needs to feed the model and read its answer (the embedded and sidecar JSON)."""
     height, width, _ = image_shape(model)
-    dtype = "int8" if int8_io else "float32"
+    dtype = "int8" if int8_io else "uint8" if uint8_io else "float32"
     note = "raw RGB pixels resized to the input size; the model normalizes them in its first layer"
-    if int8_io:
-        note += "; int8 input = round(pixel / scale + zero_point) with the input tensor's quantization"
+    if int8_io or uint8_io:
+        note += f"; {dtype} input = round(pixel / scale + zero_point) with the input tensor's quantization"
     return {
         "format": "mobilenets-tflite/1",
         "model": model.name,
@@ -308,7 +346,11 @@ def describe(model, mode, labels=None, int8_io=False, source=""):
             "normalization": _normalization(model),
             "note": note,
         },
-        "output": {"kind": "logits", "num_classes": int(model.outputs[0].shape[-1]), "dtype": dtype},
+        "output": {
+            "kind": "probabilities" if probabilities else "logits",
+            "num_classes": int(model.outputs[0].shape[-1]),
+            "dtype": dtype,
+        },
         "labels": labels,
     }
 
@@ -327,6 +369,32 @@ def read_metadata(path):
     return litert.read_metadata(path, METADATA_NAME)
 
 
+def standard_metadata(model, mode, names, tensors, probabilities, source=""):
+    """The ModelMetadata flatbuffer (bytes) for `model` exported in `mode`; tensors: `litert.io_tensors`."""
+    height, width, _ = image_shape(model)
+    image = tensors["input"]
+    kind = "float32" if mode == "none" else mode + ("" if image["dtype"] == "float32" else f", {image['dtype']} I/O")
+    return tflite_metadata.image_classifier_metadata(
+        name=model.name,
+        description=f"{model.name} image classifier, {len(names)} classes; raw 0..255 RGB pixels in, "
+        f"{'probabilities' if probabilities else 'logits'} out. Source: {source}",
+        version=kind,
+        input_size=(height, width),
+        num_classes=len(names),
+        input_dtype=image["dtype"],
+        input_quantization=image["quantization"],
+        probabilities=probabilities,
+    )
+
+
+def mediapipe_note(tensors):
+    """Whether MediaPipe Tasks' ImageClassifier takes the file's tensor types (float32 or uint8), and what to do."""
+    types = {tensors["input"]["dtype"], tensors["output"]["dtype"]}
+    if types <= {"float32", "uint8"}:
+        return "ImageClassifier takes it (standard metadata, labels packed)"
+    return f"ImageClassifier refuses {'/'.join(sorted(types))} tensors (float32 or uint8 only): export with --uint8-io"
+
+
 # ---------------------------------------------------------------- checks
 
 
@@ -336,6 +404,7 @@ class Parity:
 
     images: int
     image_source: str
+    output: str  # 'logits' or 'probabilities': the Keras side is the same (softmax of its logits)
     max_abs_diff: float
     max_abs_logit: float
     logit_range: float  # max - min over the batch
@@ -343,15 +412,20 @@ class Parity:
     logit_correlation: float  # Pearson, over all logits of the batch
 
 
-def parity(model, predictor, images, image_source=""):
-    """`Parity` of a Keras model and a `TFLitePredictor` on raw-pixel `images` (correlation nan for constant logits)."""
-    keras_logits = model(tf.convert_to_tensor(images), training=False).numpy()
+def parity(model, predictor, images, image_source="", probabilities=False):
+    """`Parity` of a Keras model and a `TFLitePredictor` on raw-pixel `images` (correlation nan for constant outputs).
+
+    probabilities: the file outputs a softmax, compared with the softmax of the Keras logits.
+    """
+    keras_logits = model(tf.convert_to_tensor(images), training=False)
+    keras_logits = (tf.nn.softmax(keras_logits) if probabilities else keras_logits).numpy()
     tflite_logits = predictor.predict(images)
     with np.errstate(invalid="ignore", divide="ignore"):
         correlation = float(np.corrcoef(keras_logits.ravel(), tflite_logits.ravel())[0, 1])
     return Parity(
         images=len(images),
         image_source=image_source,
+        output="probabilities" if probabilities else "logits",
         max_abs_diff=float(np.max(np.abs(keras_logits - tflite_logits))),
         max_abs_logit=float(np.max(np.abs(keras_logits))),
         logit_range=float(np.ptp(keras_logits)),
@@ -364,14 +438,15 @@ def check_parity(result, mode, min_agreement=None):
     """ExportError when the file does not compute what the Keras model computes."""
     if mode == "none" and not result.max_abs_diff <= FLOAT32_TOLERANCE * max(result.max_abs_logit, 1.0):
         raise ExportError(
-            f"float32 .tflite logits differ from Keras by {result.max_abs_diff:.3g}, over {FLOAT32_TOLERANCE:g} "
-            f"times the largest logit {result.max_abs_logit:.3g}; "
+            f"float32 .tflite {result.output} differ from Keras by {result.max_abs_diff:.3g}, "
+            f"over {FLOAT32_TOLERANCE:g} "
+            f"times the largest |value| {result.max_abs_logit:.3g}; "
             "a layer converts wrongly: report it with the model name"
         )
     if mode == "float16" and not result.max_abs_diff <= FLOAT16_TOLERANCE * max(result.logit_range, 1.0):
         raise ExportError(
-            f"float16 .tflite logits differ from Keras by {result.max_abs_diff:.3g}, over {FLOAT16_TOLERANCE:.0%} "
-            f"of the logit range {result.logit_range:.3g}; export float32 instead"
+            f"float16 .tflite {result.output} differ from Keras by {result.max_abs_diff:.3g}, over "
+            f"{FLOAT16_TOLERANCE:.0%} of their range {result.logit_range:.3g}; export float32 instead"
         )
     if mode not in ("none", "float16") and min_agreement is not None and result.top1_agreement < min_agreement:
         raise ExportError(
@@ -399,16 +474,18 @@ class ExportReport:
     latency_runs: int
     ops: dict  # {'CONV_2D+RELU6': 18, ...}
     undelegated: dict  # ops XNNPACK left to TFLite's kernels
+    metadata: Optional[dict] = None  # standard TFLite metadata, as `tflite_metadata.summary_lines` + mediapipe
     calibration: Optional[str] = None
     qat_steps: Optional[int] = None
     qat_loss: Optional[List[float]] = None  # distillation loss, first and last tenth of the steps
+    deployment: Optional[str] = None  # how a learned-group-conv model was deployed (see deploy.tuning)
 
     def as_dict(self):
         return dataclasses.asdict(self)
 
 
-def _check_options(mode, int8_io, counts, qat_lengths):
-    _check_mode(mode, int8_io)
+def _check_options(mode, int8_io, counts, qat_lengths, uint8_io=False):
+    _check_mode(mode, int8_io, uint8_io)
     for name, value in counts.items():
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -460,6 +537,9 @@ def export(
     labels=None,
     which="best",
     seed=0,
+    keep_masks=False,
+    logits=False,
+    uint8_io=False,
     **source_kwargs,
 ):
     """Exports `source` (see `load_source`; a keras.Model is taken as is) to `output`; returns an `ExportReport`.
@@ -469,12 +549,17 @@ def export(
         there is one (else uniform random pixels).
     min_agreement: fail a quantized export whose top-1 agreement is lower.
     qat_steps / qat_epochs: fine-tuning length (default one epoch of the images).
-    labels: a text file of class names (default: the run's dataset's, if known).
+    labels: a text file of class names (default: the run's dataset's, else class_N).
+    logits: output the logits (default: their softmax, the probabilities apps expect).
+    int8_io / uint8_io: integer input and output tensors; MediaPipe takes uint8, not int8.
+    keep_masks: export a learned-group-conv model as the masked dense model it trains as; by
+        default it is exported in its converted form (`mobilenets.deploy.tuning.deployed_model`),
+        and the parity check compares the file with the masked model.
     Writes `output` and `output + '.json'` only when the export passed its checks.
     """
     counts = {"calibration_images": calibration_images, "parity_images": parity_images, "threads": threads,
               "latency_runs": latency_runs, "qat_batch_size": qat_batch_size}
-    _check_options(quantize, int8_io, counts, {"qat_steps": qat_steps, "qat_epochs": qat_epochs})
+    _check_options(quantize, int8_io, counts, {"qat_steps": qat_steps, "qat_epochs": qat_epochs}, uint8_io)
     if isinstance(source, keras.Model):
         source = Source(source, source.name)
     else:
@@ -484,26 +569,35 @@ def export(
     images = ImageSource(spec, shape, spec_dir, seed) if spec else None
     if quantize in INTEGER_MODES and images is None:
         raise ConfigError(NEEDS_IMAGES.format(mode=quantize))
-    names = _labels(labels, source.dataset, source.data_dir, int(model.outputs[0].shape[-1]))
+    num_classes = int(model.outputs[0].shape[-1])
+    names = class_names(_labels(labels, source.dataset, source.data_dir, num_classes), num_classes)
+    probabilities = not logits
     calibration = images.take(calibration_images) if quantize in INTEGER_MODES else None
     check_images, check_source = _check_images(
         images, parity_images, 0 if calibration is None else len(calibration), shape, seed
     )
 
-    converted, steps, loss = model, None, None
+    converted, deployment = deployed_model(model, quantize, keep_masks, threads)
+    steps, loss = None, None
     if quantize == "qat":
         converted, steps, loss = _qat(
-            model, images, calibration, qat_steps, qat_epochs, qat_batch_size, qat_learning_rate
+            converted, images, calibration, qat_steps, qat_epochs, qat_batch_size, qat_learning_rate
         )
-    flatbuffer = convert(converted, quantize, calibration, int8_io)
-    description = describe(model, quantize, names, int8_io, source.description)
+    flatbuffer = convert(converted, quantize, calibration, int8_io, probabilities, uint8_io)
+    description = describe(model, quantize, names, int8_io, source.description, probabilities, uint8_io)
+    tensors = litert.io_tensors(flatbuffer)
+    flatbuffer = tflite_metadata.populate(
+        embed_metadata(flatbuffer, METADATA_NAME, json.dumps(description).encode()),
+        standard_metadata(model, quantize, names, tensors, probabilities, source.description),
+        {tflite_metadata.LABELS_FILE: tflite_metadata.labels_text(names)},
+    )
 
     output = os.fspath(output)
     with atomic_path(output, suffix=".tflite") as tmp:
         with open(tmp, "wb") as f:
-            f.write(embed_metadata(flatbuffer, METADATA_NAME, json.dumps(description).encode()))
+            f.write(flatbuffer)
         predictor = TFLitePredictor(tmp, threads)
-        result = parity(model, predictor, check_images, check_source)
+        result = parity(model, predictor, check_images, check_source, probabilities)
         check_parity(result, quantize, min_agreement)
         report = ExportReport(
             output=output,
@@ -517,9 +611,14 @@ def export(
             latency_runs=latency_runs,
             ops=op_summary(tmp),
             undelegated=undelegated_ops(predictor.interpreter),
+            metadata={
+                **dict(tflite_metadata.summary_lines(tflite_metadata.read(tmp))),
+                "MediaPipe": mediapipe_note(tensors),
+            },
             calibration=None if calibration is None else f"{len(calibration)} images of {images.description}",
             qat_steps=steps,
             qat_loss=loss,
+            deployment=deployment,
         )
         sidecar = {**with_tensor_quantization(description, predictor), "report": report.as_dict()}
         write_json(report.metadata_path, sidecar)
@@ -533,13 +632,14 @@ def _counts(counts):
 def format_report(report):
     """The report as aligned 'name  value' lines."""
     check = report.parity
+    value = "probability" if check.output == "probabilities" else "logit"
     if report.mode in ("none", "float16"):
-        agreement = (f"max |logit diff| {check.max_abs_diff:.3g} (largest |logit| {check.max_abs_logit:.3g}, "
+        agreement = (f"max |{value} diff| {check.max_abs_diff:.3g} (largest |{value}| {check.max_abs_logit:.3g}, "
                      f"range {check.logit_range:.3g})")
     else:
         agreement = (
-            f"top-1 agreement {check.top1_agreement:.1%}, logit correlation {check.logit_correlation:.4f}, "
-            f"max |logit diff| {check.max_abs_diff:.3g}"
+            f"top-1 agreement {check.top1_agreement:.1%}, {value} correlation {check.logit_correlation:.4f}, "
+            f"max |{value} diff| {check.max_abs_diff:.3g}"
         )
     delegation = f"leaves {_counts(report.undelegated)} to TFLite kernels" if report.undelegated else "runs every op"
     latency = f"{report.latency_ms:.3f} ms, median of {report.latency_runs} invokes, {report.threads} thread(s)"
@@ -547,11 +647,14 @@ def format_report(report):
         ("wrote", f"{report.output} (+ {os.path.basename(report.metadata_path)})"),
         ("source", report.source),
         ("quantization", report.mode + (f", {report.calibration}" if report.calibration else "")),
+        *([("deployed as", report.deployment)] if report.deployment else []),
         ("parity vs Keras", f"{agreement} on {check.images} images of {check.image_source}"),
         ("size", f"{report.size_bytes / 2**20:.2f} MB"),
         ("latency", latency),
         ("ops", _counts(report.ops)),
         ("XNNPACK", delegation),
+        *((name if name == "MediaPipe" else f"metadata: {name}", value)
+          for name, value in (report.metadata or {}).items()),
     ]
     if report.qat_steps:
         first, last = report.qat_loss

@@ -124,11 +124,13 @@ def _depthwise_separable(graph, layer, x, prefix):
 
 
 def _inverted_residual(graph, layer, x, prefix):
-    """InvertedResidual / IGCV3Block, and mobilenets.deploy.convert's CondensedInvertedResidual (its channel gathers)."""
-    gather = lambda name: getattr(layer, name, None)  # noqa: E731 (gathers exist on condensed blocks only)
-    y = _sublayers(graph, x, prefix, gather("expand_gather"), layer.expand, layer.shuffle, layer.depthwise)
-    y = _sublayers(graph, y, prefix, layer.squeeze_excite, gather("project_gather"), layer.project)
-    y = _sublayers(graph, y, prefix, gather("output_gather"))
+    """InvertedResidual / IGCV3Block, and mobilenets.deploy.convert's DeployedInvertedResidual (selection, copies)."""
+    y = _sublayers(graph, x, prefix, getattr(layer, "select", None))
+    copies = getattr(layer, "input_copies", 1)
+    if copies > 1:
+        y = keras.layers.Concatenate(name=graph.unique(f"{prefix}_copies"))([y] * copies)
+    y = _sublayers(graph, y, prefix, layer.expand, layer.shuffle, layer.depthwise)
+    y = _sublayers(graph, y, prefix, layer.squeeze_excite, layer.project)
     if layer.has_residual:
         y = keras.layers.Add(name=graph.unique(f"{prefix}_add"))([x, y])
     return y
@@ -142,7 +144,7 @@ def _activation(graph, layer, x, prefix):
     return graph.activation(layer.activation, x, prefix)
 
 
-# Most derived class first: IGCV3Block and CondensedInvertedResidual are InvertedResiduals.
+# Most derived class first: IGCV3Block and DeployedInvertedResidual are InvertedResiduals.
 EXPANDERS = {
     Normalize: _copy_custom,
     ChannelGather: _copy_custom,

@@ -1,0 +1,177 @@
+"""The deployed graph: XNNPACK runs every op of every model, LGC runs export converted, IGCV3 without shuffles.
+
+Small models (CIFAR config, 32x32, width 0.35) with BatchNorm statistics from a
+batch, so that logits are O(1) and int8 ranges are those of a trained model
+(with the initial statistics activations grow through the depth, and XNNPACK
+refuses int8 adds whose input and output scales are too far apart).
+"""
+
+import functools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+import export_tflite
+from mobilenets import build_model, list_models, runs
+from mobilenets.condense import condense, learned_group_convs
+from mobilenets.data import make_dataset
+from mobilenets.deploy import profile
+from mobilenets.deploy.convert import convert_learned_group_model, fold_channel_shuffles, fold_hard_swish_scale
+from mobilenets.deploy.flatten import flatten
+from mobilenets.deploy.export import FLOAT32_TOLERANCE, export
+from mobilenets.deploy.litert import op_summary
+from mobilenets.flops import count, leaf_layers
+from mobilenets.layers import Activation, ChannelShuffle, ConvBNAct, DepthwiseBNAct
+from mobilenets.training.precise_bn import recompute_batch_norm_statistics
+
+SMALL = {"num_classes": 10, "config": "cifar", "width_multiplier": 0.35}
+
+
+def random_pixels(count, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (count, 32, 32, 3)).astype(np.float32)
+
+
+def fit_classifier(model):
+    """A least-squares linear probe on synthetic training images: confident, separated logits, as after training."""
+    images, labels = next(iter(make_dataset("synthetic", "train", 128, training=False, image_size=32)))
+    logits = model.get_layer("logits")
+    features = keras.Model(model.input, logits.input)(images).numpy()
+    features = np.concatenate([features, np.ones((len(features), 1))], axis=1)
+    solution = np.linalg.lstsq(features, 10.0 * np.eye(10)[labels.numpy()], rcond=None)[0]
+    logits.set_weights([solution[:-1], solution[-1]])
+
+
+@functools.lru_cache(maxsize=None)
+def trained_like(name):
+    """A random model as training leaves it: LGC masks condensed, BatchNorm statistics from data, a fitted classifier."""
+    keras.utils.set_random_seed(0)
+    model = build_model(name, **SMALL)
+    while condense(model):
+        pass
+    recompute_batch_norm_statistics(model, random_pixels(16, seed=1))
+    fit_classifier(model)
+    return model
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_xnnpack_runs_every_op_of_every_deployed_model_in_int8(name, tmp_path):
+    """float32: tests/test_export.py::test_every_model_exports_float32_matching_keras_on_raw_pixels."""
+    model = trained_like(name)
+    report = export(model, tmp_path / "model.tflite", quantize="int8", representative_data="synthetic",
+                    calibration_images=16, parity_images=16, latency_runs=2)
+    assert report.undelegated == {}, f"{name}: {report.undelegated} left to TFLite kernels"
+    assert report.ops["SOFTMAX"] == 1  # probabilities, in float32 after the DEQUANTIZE
+    assert not {"GATHER", "TRANSPOSE", "RESHAPE", "HARD_SWISH"} & set(report.ops)
+    if learned_group_convs(model) or name == "igcv3":
+        assert report.deployment.startswith(("converted", "channel shuffles folded into dense"))
+    if name in ("mobilenetv3_large", "mobilenetv3_small"):
+        assert report.deployment.startswith("h-swish as x * relu6(x + 3)")
+
+
+def test_float32_v3_keeps_the_fused_hard_swish(tmp_path):
+    report = export(trained_like("mobilenetv3_small"), tmp_path / "v3.tflite", latency_runs=2, parity_images=4)
+    assert report.ops["HARD_SWISH"] > 0 and report.undelegated == {}
+    assert report.parity.max_abs_diff <= FLOAT32_TOLERANCE * max(1.0, report.parity.max_abs_logit)
+
+
+def write_run(run_dir, model, spec):
+    runs.save_model_spec(str(run_dir), **spec)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(run_dir / "checkpoints"), 2).save()
+
+
+def test_an_lgc_run_exports_its_deployed_form_and_keep_masks_the_masked_one(tmp_path, capsys):
+    model = trained_like("mobilenetv2_lgc")
+    write_run(tmp_path / "run", model, dict(name="mobilenetv2_lgc", **SMALL))
+    deployed, masked = tmp_path / "deployed.tflite", tmp_path / "masked.tflite"
+    common = ["--parity-images", "8", "--latency-runs", "2", "--representative-data", "synthetic"]
+    assert export_tflite.main([str(tmp_path / "run"), "-o", str(deployed), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "deployed as" in printed and "converted learned group convs" in printed
+    condensed_madds = count(model).madds / 1e6
+    assert f"{condensed_madds:.1f}M after condensation" in printed and "M multiply-adds deployed" in printed
+    assert export_tflite.main([str(tmp_path / "run"), "-o", str(masked), "--keep-masks", *common]) == 0
+    assert "masked learned group convs (--keep-masks)" in capsys.readouterr().out
+    for path in (deployed, masked):  # both equal the masked model (parity checked in export) and hold no gather
+        assert "GATHER" not in op_summary(str(path))
+
+
+def test_an_uncondensed_lgc_model_is_exported_masked_only_on_request(tmp_path):
+    model = build_model("mobilenetv2_lgc", **SMALL)
+    with pytest.raises(Exception, match="not fully condensed.*--keep-masks") as error:
+        export(model, tmp_path / "model.tflite", latency_runs=2, parity_images=4)
+    assert "\n" not in str(error.value)
+    report = export(model, tmp_path / "model.tflite", latency_runs=2, parity_images=4, keep_masks=True)
+    assert report.undelegated == {}
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_igcv3_shuffles_fold_into_weights_exactly(dense):
+    model = trained_like("igcv3")
+    folded = fold_channel_shuffles(model, dense=dense)
+    assert not any(isinstance(layer, ChannelShuffle) for layer in leaf_layers(folded))
+    images = random_pixels(8, seed=3)
+    expected = model(images, training=False).numpy()
+    difference = np.abs(folded(images, training=False).numpy() - expected).max()
+    assert np.abs(expected).max() > 0.1 and difference <= 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def test_profile_times_every_op_and_sums_by_kind(tmp_path, capsys):
+    path = tmp_path / "v2.tflite"
+    export(trained_like("mobilenetv2"), path, latency_runs=2, parity_images=4)
+    rows, whole_ms, partitions, left = profile.profile(str(path), runs=3, warmup=1)
+    ops = op_summary(str(path))
+    assert len(rows) == sum(ops.values()) and partitions == 1 and left == {}
+    assert all(row.milliseconds > 0 and row.delegated for row in rows)
+    assert whole_ms > 0
+    assert profile.main([str(path), "--runs", "2", "--by-kind"]) == 0
+    printed = capsys.readouterr().out
+    for name, number in ops.items():
+        assert any(line.split()[:2] == [name, str(number)] for line in printed.splitlines())
+    assert profile.main([str(path), "--runs", "2", "--top", "3"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2 + 3
+
+
+def test_profile_of_a_corrupt_file_is_one_line(tmp_path, capsys):
+    path = tmp_path / "broken.tflite"
+    path.write_bytes(b"not a flatbuffer")
+    assert profile.main([str(path)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: cannot profile") and "\n" not in error
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_lgc", "igcv3"])
+def test_flat_graph_of_the_deployed_form_computes_the_same(name):
+    """QAT quantizes the flat graph (mobilenets.deploy.flatten): selection convs and input copies must survive it."""
+    model = trained_like(name)
+    deployed = (fold_channel_shuffles(model) if name == "igcv3"
+                else convert_learned_group_model(model, block_form="expand_grouped"))
+    flat = flatten(deployed)
+    images = random_pixels(4, seed=2)
+    np.testing.assert_allclose(flat(images, training=False), deployed(images, training=False), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["mobilenetv2_lgc", "mobilenetv2_lgc_proj", "mobilenetv2_gc_lgc", "igcv3"])
+def test_int8_deployed_models_agree_on_top1(name, tmp_path):
+    """The int8 file of the converted / unshuffled model against the Keras model as trained (masked, shuffled)."""
+    report = export(trained_like(name), tmp_path / "int8.tflite", quantize="int8", representative_data="synthetic",
+                    calibration_images=64, parity_images=64, latency_runs=2, logits=True)
+    assert report.deployment.startswith(("converted", "channel shuffles")) and report.undelegated == {}
+    assert report.parity.top1_agreement >= 0.8
+
+
+@pytest.mark.parametrize("name", ["mobilenetv3_small", "mobilenetv3_large"])
+def test_hard_swish_scale_folds_into_the_next_kernels_exactly(name):
+    """int8 V3: 6 * h-swish = x * relu6(x + 3), two ops; the 1/6 in what reads it (residual adds included)."""
+    model = trained_like(name)
+    folded = fold_hard_swish_scale(model)
+    def activations(network):  # of the layers that apply one (blocks only pass theirs on)
+        return [layer.activation for layer in network.submodules if isinstance(layer, (ConvBNAct, DepthwiseBNAct,
+                                                                                        Activation))]
+
+    assert "hswish" not in activations(folded) and "hswish_x6" in activations(folded)
+    assert "hswish" in activations(model)  # the model itself is left alone
+    images = random_pixels(8, seed=4)
+    expected = model(images, training=False).numpy()
+    assert np.abs(folded(images, training=False).numpy() - expected).max() <= 1e-5 * np.abs(expected).max()
