@@ -4,6 +4,7 @@
     python train.py --preset imagenet_mobilenetv2 --data-dir ~/data/imagenet --strategy mirrored
     python train.py --model mobilenetv2 --dataset synthetic --epochs 2 --set run.steps_per_epoch=5
     python train.py --config my.yaml --set optimizer.lr=0.05 --run-dir runs/mine
+    python train.py --preset finetune --model mobilenetv3_large --weights imagenet --data-dir photos/
 
 Settings come from the preset (--preset, else --model's default), then --config FILE (JSON or
 YAML, only the keys it changes), then the shortcut flags, then every --set section.key=value
@@ -34,6 +35,7 @@ SHORTCUTS = {
     "mixed_precision": "run.mixed_precision",
     "steps_per_epoch": "run.steps_per_epoch",
     "on_nan": "run.nan_policy",
+    "weights": "model.weights",
 }
 SWITCHES = {"xla": "run.xla", "resume": "run.resume"}
 

@@ -16,6 +16,7 @@ from .config import (
     SECTIONS,
     Config,
     DataConfig,
+    FinetuneConfig,
     LGCConfig,
     ModelConfig,
     OptimizerConfig,
@@ -36,7 +37,7 @@ from .presets import (
 
 __all__ = [
     "Config", "ModelConfig", "DataConfig", "OptimizerConfig", "ScheduleConfig", "RegularizationConfig",
-    "LGCConfig", "RunConfig", "SECTIONS", "MODEL_NAMES", "LGC_MODEL_NAMES", "DATASET_NUM_CLASSES",
+    "LGCConfig", "RunConfig", "FinetuneConfig", "SECTIONS", "MODEL_NAMES", "LGC_MODEL_NAMES", "DATASET_NUM_CLASSES",
     "apply_overrides", "parse_override", "valid_keys",
     "get_preset", "list_presets", "describe_preset", "register_preset",
     "default_preset_for_model", "default_preset_name", "DEFAULT_PRESET_FOR_MODEL",

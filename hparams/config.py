@@ -134,7 +134,10 @@ class ModelConfig(_Section):
     model's first layer on raw [0, 255] RGB pixels: 'inception' (x / 127.5 - 1, as
     keras.applications), 'imagenet' / 'cifar10' / 'cifar100' (that dataset's per-channel
     mean / std), 'none'. bn_momentum: BatchNorm moving-average momentum in Keras' convention
-    (PyTorch's momentum m is 1 - m here: torch's default 0.1 is 0.9).
+    (PyTorch's momentum m is 1 - m here: torch's default 0.1 is 0.9). weights: start from
+    pretrained weights: 'imagenet' (keras.applications' download), a keras.applications .h5
+    file, or a run directory of ours; the classifier ('logits') is new unless the classes are
+    ImageNet's 1000. LGC models take MobileNetV2's (each LGC kernel is a masked dense kernel).
     The names match `mobilenets.registry.build_model`'s keyword arguments (input_size is
     input_shape=(input_size, input_size, 3)).
     """
@@ -151,8 +154,11 @@ class ModelConfig(_Section):
     condense_factor: Optional[int] = None
     normalization: Literal["inception", "imagenet", "cifar10", "cifar100", "none"] = "inception"
     bn_momentum: float = 0.99
+    weights: Optional[str] = None
 
     def _check(self):
+        self._require(self.weights is None or self.weights != "", "weights",
+                      "'imagenet', a keras.applications .h5 file, a run directory of ours or null")
         self._require(self.width_multiplier > 0, "width_multiplier", "> 0")
         self._require(0 <= self.dropout < 1, "dropout", "in [0, 1) (a drop rate, 1 - keep_prob)")
         self._require(self.input_size >= 1, "input_size", ">= 1")
@@ -354,6 +360,29 @@ class RunConfig(_Section):
                       "null or 'mixed_bfloat16' with run.strategy=tpu (TPUs have no float16)")
 
 
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig(_Section):
+    """Fine-tuning pretrained weights (model.weights) in two phases, as the Keras / TensorFlow
+    transfer-learning guides do (tensorflow.org/tutorials/images/transfer_learning).
+
+    head_epochs: phase 1, the first head_epochs epochs: only the classifier ('logits') trains,
+    the backbone is frozen with its BatchNorm in inference mode; 0 skips it. Phase 2, the other
+    schedule.epochs - head_epochs epochs: the layers from `unfreeze_from` on (a top-level layer of
+    the model: 'block_12', 'head_conv', ...; null: all of them) train too, at the learning rate
+    times lr_factor. Each phase runs `schedule` (warm-up, decay) over its own epochs.
+    """
+
+    SECTION = "finetune"
+    head_epochs: int = 0
+    unfreeze_from: Optional[str] = None
+    lr_factor: float = 0.1
+
+    def _check(self):
+        self._require(self.head_epochs >= 0, "head_epochs", ">= 0")
+        self._require(self.unfreeze_from is None or self.unfreeze_from != "", "unfreeze_from", "a layer name or null")
+        self._require(0 < self.lr_factor <= 1, "lr_factor", "in (0, 1]")
+
+
 SECTIONS = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -362,6 +391,7 @@ SECTIONS = {
     "regularization": RegularizationConfig,
     "lgc": LGCConfig,
     "run": RunConfig,
+    "finetune": FinetuneConfig,
 }
 
 
@@ -376,6 +406,7 @@ class Config:
     regularization: RegularizationConfig = dataclasses.field(default_factory=RegularizationConfig)
     lgc: LGCConfig = dataclasses.field(default_factory=LGCConfig)
     run: RunConfig = dataclasses.field(default_factory=RunConfig)
+    finetune: FinetuneConfig = dataclasses.field(default_factory=FinetuneConfig)
 
     def __post_init__(self):
         for name, cls in SECTIONS.items():
@@ -397,6 +428,13 @@ class Config:
                 f"schedule.warmup_epochs={schedule.warmup_epochs:g} must be less than schedule.epochs={schedule.epochs}; "
                 f"lower it (schedule.warmup_epochs=0 disables warm-up)"
             )
+        head = self.finetune.head_epochs
+        if head and head >= schedule.epochs:
+            raise ConfigError(f"finetune.head_epochs={head} must be less than schedule.epochs={schedule.epochs} "
+                              f"(the rest are the unfrozen phase)")
+        if head and schedule.warmup_epochs >= min(head, schedule.epochs - head):
+            raise ConfigError(f"schedule.warmup_epochs={schedule.warmup_epochs:g} must be shorter than each "
+                              f"fine-tuning phase ({head} and {schedule.epochs - head} epochs)")
         if schedule.decay == "cosine" and schedule.min_lr > self.optimizer.lr:
             raise ConfigError(
                 f"schedule.min_lr={schedule.min_lr:g} must not exceed optimizer.lr={self.optimizer.lr:g}"

@@ -16,6 +16,8 @@ Sources, cited by the presets below:
   [tv]    github.com/pytorch/vision references/classification/README.md (MobileNetV3 recipe).
   [v1]    Howard et al. "MobileNets", arXiv:1704.04861, sec. 4; the Inception-V3 RMSProp recipe
           it follows (Szegedy et al. 2016, sec. 8) and TF-slim's mobilenet_v1_train.py.
+  [tl]    tensorflow.org/tutorials/images/transfer_learning ("Transfer learning and fine-tuning",
+          MobileNetV2 on cats vs dogs) and keras.io/guides/transfer_learning.
 """
 
 import dataclasses
@@ -23,7 +25,7 @@ import dataclasses
 from mobilenets.errors import ConfigError
 
 from .config import MODEL_NAMES, Config, DataConfig, LGCConfig, ModelConfig, OptimizerConfig, did_you_mean
-from .config import RegularizationConfig, RunConfig, ScheduleConfig
+from .config import FinetuneConfig, RegularizationConfig, RunConfig, ScheduleConfig
 
 _PRESETS = {}
 
@@ -320,6 +322,28 @@ def imagenet_mobilenetv1():
                        decay_rate=0.94, decay_epochs=2.5),
         RegularizationConfig(weight_decay=4e-5, weight_decay_skip_bn_and_bias=False, label_smoothing=0.0),
         dropout=0.001,
+    )
+
+
+@register_preset("finetune")
+def finetune():
+    """Fine-tune ImageNet weights on your own photos [tl]: a new classifier for the classes of
+    photos/<class>/*.jpg, 20% of each class held out for validation; 10 epochs of the head alone
+    (backbone frozen, BatchNorm in inference mode), then 10 epochs of the whole network at a tenth
+    of the rate; Adam 1e-4, dropout 0.2, 224x224. The tutorial reaches roughly 97-98% held-out
+    top-1 on cats vs dogs with MobileNetV2. Run: python train.py --preset finetune --model
+    mobilenetv3_large --weights imagenet --data-dir photos/ (or --weights PATH.h5 / RUN_DIR).
+    """
+    return Config(
+        model=ModelConfig(name="mobilenetv2", config="imagenet", input_size=224, dropout=0.2,
+                          normalization="inception", weights="imagenet"),
+        data=DataConfig(dataset="folder", data_dir="photos", augmentation="inception", validation_fraction=0.2,
+                        shuffle_buffer=10000, eval_crop_fraction=0.875),
+        optimizer=OptimizerConfig(name="adam", lr=1e-4, momentum=0.9, epsilon=1e-7),
+        schedule=ScheduleConfig(epochs=20, batch_size=32, warmup_epochs=0.0, decay="constant", per_batch=True),
+        regularization=RegularizationConfig(weight_decay=0.0),
+        finetune=FinetuneConfig(head_epochs=10, unfreeze_from=None, lr_factor=0.1),
+        run=RunConfig(),
     )
 
 

@@ -12,8 +12,14 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
 
 
+# What TensorFlow prints on a machine without a usable GPU when it looks for one: not news there.
+NO_GPU_NOISE = ("failed call to cuInit", "Could not find cuda drivers", "GPU will not be used")
+
+
 def import_quietly(module_name):
-    """Imports a module with file descriptor 2 held back, replayed only if the import fails.
+    """Imports a module with file descriptor 2 held back, replayed only if the import fails; then,
+    when TensorFlow is loaded, lists its devices the same way (the CUDA probe's cuInit error on a
+    CPU machine is dropped, anything else replayed) and names the GPUs it will use.
 
     TensorFlow's C++ start-up lines (oneDNN, CUDA) ignore TF_CPP_MIN_LOG_LEVEL
     in some builds; without this an error would not be the only line on stderr.
@@ -23,7 +29,9 @@ def import_quietly(module_name):
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            return importlib.import_module(module_name)
+            module = importlib.import_module(module_name)
+            mark = os.lseek(held.fileno(), 0, os.SEEK_CUR)
+            gpus = probe_devices()
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)
@@ -32,6 +40,28 @@ def import_quietly(module_name):
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+        held.seek(mark)
+        kept = [line for line in held.read().splitlines(keepends=True)
+                if not any(noise.encode() in line for noise in NO_GPU_NOISE)]
+    if kept:
+        os.write(2, b"".join(kept))
+    if gpus:
+        print(f"TensorFlow uses {', '.join(gpus)}", file=sys.stderr)
+    return module
+
+
+def probe_devices():
+    """Names of the GPUs TensorFlow sees (it probes CUDA once, here); [] without TensorFlow loaded."""
+    if "tensorflow" not in sys.modules:
+        return []
+    import tensorflow as tf
+
+    names = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        short = device.name.replace("/physical_device:", "")
+        names.append(f"{short} ({details['device_name']})" if details.get("device_name") else short)
+    return names
 
 
 def run(action):

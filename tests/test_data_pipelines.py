@@ -3,6 +3,7 @@ back exactly; training-mode properties; bad input -> one-line DataError."""
 
 import gzip
 import os
+import pathlib
 import pickle
 import tarfile
 import warnings
@@ -544,3 +545,67 @@ def test_dataset_info_gives_classes_size_and_split_sizes():
     assert (info.num_classes, info.image_size, info.splits["validation"]) == (1000, (224, 224), 50000)
     assert dataset_info("synthetic", num_classes=3).num_classes == 3
     assert imagenet.NUM_CLASSES == 1000
+
+
+# ------------------------------------------- sizes counted on disk (issue 12)
+
+
+def test_split_sizes_are_counted_in_partial_copies_of_every_format(cifar10_python, tmp_path):
+    folder, data = cifar10_python  # 20 training and 6 test images, not 50,000 and 10,000
+    archive = write_tar_gz(folder, tmp_path / "cifar-10-python.tar.gz")
+    binary, _ = write_cifar10_binary(tmp_path / "bin")
+    binary_archive = write_tar_gz(binary, tmp_path / "cifar-10-binary.tar.gz")
+    for where in (folder, folder.parent, archive, binary, binary_archive):
+        assert dataset_info("cifar10", where).splits == {"train": 20, "test": 6}, where
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_shards(shards, "train", list(range(1, 8)), num_shards=3)
+    write_shards(shards, "validation", [1, 2, 3], num_shards=2)
+    assert dataset_info("imagenet", shards).splits == {"train": 7, "validation": 3}
+    assert [imagenet.count_records(f) for f in imagenet.shard_files(str(shards), "train")] == [3, 3, 1]
+    write_folder_tree(tmp_path / "tree", per_class=3)
+    assert dataset_info("folder", tmp_path / "tree").splits == {"train": 9, "validation": 9}
+
+
+def test_truncated_tfrecord_shard_is_named_when_counted(tmp_path):
+    write_shards(tmp_path, "train", [1, 2, 3], num_shards=1)
+    shard = tmp_path / "train-00000-of-00001"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(DataError) as excinfo:
+        dataset_info("imagenet", tmp_path)
+    assert_one_line_naming(excinfo, shard, "truncated inside record 3")
+
+
+def test_flat_photo_folder_holds_out_a_fraction_of_each_class_for_validation(tmp_path):
+    root = tmp_path / "photos"
+    write_folder_tree(tmp_path, classes=("cat", "dog"), per_class=5, splits=("photos",))  # photos/<class>/*.jpg
+    info = dataset_info("folder", root, validation_fraction=0.4)
+    assert (info.num_classes, info.splits) == (2, {"train": 6, "validation": 4})
+    train_x, train_y = collect(make_dataset("folder", "train", 1, training=False, data_dir=root, image_size=12,
+                                            validation_fraction=0.4))
+    val_x, val_y = collect(make_dataset("folder", "validation", 1, training=False, data_dir=root, image_size=12,
+                                        validation_fraction=0.4))
+    assert sorted(train_y) == [0, 0, 0, 1, 1, 1] and sorted(val_y) == [0, 0, 1, 1]
+    assert not any(np.array_equal(a, b) for a in train_x for b in val_x)  # disjoint
+    again = collect(make_dataset("folder", "validation", 1, training=False, data_dir=root, image_size=12,
+                                 validation_fraction=0.4))[0]
+    np.testing.assert_array_equal(again, val_x)  # the same images every time
+
+
+def test_tfds_download_path_imports_and_reaches_the_network_call(tmp_path, monkeypatch):
+    requests = pytest.importorskip("requests")
+    pytest.importorskip("tensorflow_datasets")
+    pins = (pathlib.Path(__file__).resolve().parents[1] / "requirements.txt").read_text().split()
+    assert any(pin.startswith("importlib_resources==") for pin in pins)
+    fetched = []
+
+    def no_network(self, url, **kwargs):
+        fetched.append(url)
+        raise requests.exceptions.ConnectionError(f"no network in this test: {url}")
+
+    monkeypatch.setattr(requests.Session, "get", no_network)
+    with pytest.raises(DataError) as excinfo:
+        make_dataset("cifar10", "train", 2, training=True, data_dir=tmp_path)
+    assert fetched == ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]  # got as far as the download
+    assert_one_line_naming(excinfo, tmp_path, "ConnectionError: no network in this test", "tfds build")
+    assert "ModuleNotFoundError" not in str(excinfo.value)

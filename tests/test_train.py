@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import pathlib
+import pickle
 import random
 import signal
 import socket
@@ -29,7 +30,8 @@ from mobilenets.condense import condense, group_lasso, learned_group_convs
 from mobilenets.errors import ConfigError, TrainingDiverged
 from mobilenets.registry import build_model, is_learned_group_model, list_models
 from mobilenets.runs import load_run
-from mobilenets.training import Classifier, WarmupDecay, condensation_steps, train
+from mobilenets import cli
+from mobilenets.training import Classifier, Trainer, WarmupDecay, condensation_steps, train
 from mobilenets.training.rundir import check_resumable
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -376,3 +378,90 @@ def test_two_worker_run_on_localhost_completes(tmp_path):
     assert "on 2 replica(s)" in outputs[0] and "done: 1 epoch," in outputs[0]
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-1")
     assert sorted(os.listdir(tmp_path)) == ["run"]  # the other worker's checkpoints went to a temporary place
+
+
+# ----- runs as users start them (issue 12) ---------------------------------------------------------
+
+
+def write_partial_cifar10(root, per_batch=8, test=16, seed=0):
+    """The official python layout (cifar-10-batches-py/data_batch_1..5, test_batch) holding
+    5 * per_batch training images instead of 50,000."""
+    rng, folder = np.random.default_rng(seed), root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name, count in [(f"data_batch_{i}", per_batch) for i in range(1, 6)] + [("test_batch", test)]:
+        batch = {b"batch_label": name.encode(), b"labels": [int(v) for v in rng.integers(0, 10, count)],
+                 b"data": rng.integers(0, 256, (count, 3072), dtype=np.uint8)}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
+    return root
+
+
+@pytest.fixture(scope="module")
+def partial_cifar_run(tmp_path_factory):
+    """An LGC model (C=2) trained 2 epochs of batch 8 on a partial CIFAR-10 directory of 40 training
+    and 16 test images, with the per-batch cosine schedule and no step cap."""
+    root = tmp_path_factory.mktemp("partial_cifar")
+    data = write_partial_cifar10(root / "data")
+    config = tiny(root / "run", "mobilenetv2_lgc", "data.dataset=cifar10", f"data.data_dir={data}",
+                  "data.augmentation=cifar", "schedule.batch_size=8", "schedule.epochs=2", "schedule.decay=cosine",
+                  "schedule.per_batch=true", "optimizer.lr=0.1", "run.steps_per_epoch=null", "model.condense_factor=2")
+    lines = []
+    result = train(config, run_eagerly=True, verbose=0, log=lines.append)
+    return root / "run", result, lines
+
+
+def test_cifar_run_validates_on_the_test_split_every_epoch_and_keeps_the_best(partial_cifar_run):
+    run, result, _ = partial_cifar_run
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert all(row["val_accuracy"] != "" and row["val_loss"] != "" for row in rows), rows
+    assert result.best_top1 is not None
+    assert tf.train.latest_checkpoint(str(run / "best"))
+
+
+def test_partial_cifar_directory_plans_the_steps_it_holds_and_every_schedule_ends_on_time(partial_cifar_run):
+    run, result, lines = partial_cifar_run
+    assert "2 epochs x 5 steps of 8 images" in lines[0]  # 40 images on disk, not the nominal 50,000
+    rows = list(csv.DictReader((run / "log.csv").open()))
+    assert [int(row["step"]) for row in rows] == [5, 10]
+    assert float(rows[-1]["learning_rate"]) == pytest.approx(0.0, abs=1e-7)  # the cosine's end, not 0.1
+    assert float(rows[-1]["lgc_sparsity"]) == pytest.approx(0.5)  # C=2 condensed at half of the 10 steps
+    assert any("condensation stage 1/1 at step 5" in line for line in lines), lines
+
+
+HOLD_LOCK = "import sys; from mobilenets.training import lock; lock.acquire(sys.argv[1]); print('held', flush=True); " \
+            "sys.stdin.read()"
+
+
+def test_second_process_on_a_run_directory_refuses_naming_the_live_one_and_a_killed_ones_lock_is_taken_over(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(run)], cwd=ROOT, env=ENV, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        flags = ["--preset", "smoke", "--epochs", "1", "--steps-per-epoch", "1", "--run-dir", str(run), "--verbose", "0"]
+        second = subprocess.run([sys.executable, str(ROOT / "train.py"), *flags], cwd=ROOT, env=ENV, text=True,
+                                capture_output=True, timeout=300)
+        assert second.returncode == 2, second.stderr
+        assert second.stderr.count("\n") == 1 and f"in use by the training process pid {holder.pid} " in second.stderr
+        assert not (run / "checkpoints").exists() and not (run / "config.json").exists()
+    finally:
+        holder.kill()  # SIGKILL: its lock file stays behind, naming a dead process
+        holder.wait()
+    assert f"pid {holder.pid}" in (run / "run.lock").read_text()
+    result = train(tiny(run, "mobilenetv2", "schedule.epochs=1"), run_eagerly=True, verbose=0, log=quiet)
+    assert result.epochs_done == 1
+    trainer = Trainer(tiny(run, "mobilenetv2", "schedule.epochs=1"), run_eagerly=True, log=quiet)  # one process
+    assert trainer.locked and f"pid {os.getpid()} " in (run / "run.lock").read_text()  # may take it again
+    trainer.close()
+
+
+def test_cpu_machine_sees_no_cuda_probe_error_and_a_gpu_user_sees_the_devices(tmp_path, capfd, monkeypatch):
+    env = {k: v for k, v in ENV.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES")}
+    flags = ["--preset", "smoke", "--epochs", "1", "--steps-per-epoch", "1", "--run-dir", str(tmp_path / "run"),
+             "--verbose", "0", "--run-eagerly"]
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *flags], cwd=ROOT, env=env, text=True,
+                            capture_output=True, timeout=300)
+    assert result.returncode == 0 and result.stderr == "", result.stderr  # no "E0000 ... failed call to cuInit"
+    monkeypatch.setattr(cli, "probe_devices", lambda: ["GPU:0 (Tesla T4)", "GPU:1 (Tesla T4)"])
+    cli.import_quietly("json")
+    assert capfd.readouterr().err == "TensorFlow uses GPU:0 (Tesla T4), GPU:1 (Tesla T4)\n"

@@ -79,9 +79,46 @@ LAYOUTS = {
 
 
 def info(name, data_dir=None):
+    """DatasetInfo whose split sizes are counted in a local copy (a partial one included): binary
+    records from the file sizes, python batches from their labels; tfds' own counts otherwise."""
     layout = LAYOUTS[name]
     splits = dict(layout.num_examples)
+    found = None if data_dir is None else _find_local_copy(require_path(data_dir, f"{name} data_dir", _how_to(name)),
+                                                           layout)
+    if found is not None:
+        splits = {split: _count(found, layout, split, _how_to(name)) for split in layout.num_examples}
     return DatasetInfo(name, layout.num_classes, IMAGE_SIZE, splits, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
+
+
+def _count(found, layout, split, how_to):
+    """Examples of `split` in the local copy `found` = (kind, location)."""
+    kind, location = found
+    record = layout.label_bytes + 3072
+    if kind == "binary":
+        return sum(_file_size(os.path.join(location, n), how_to) // record for n in layout.binary_files[split])
+    sizes = _archive_members(location, layout, split) if kind == "archive" else None
+    if sizes is not None:
+        return sum(size // record for size in sizes)
+    kind, files = _split_files(found, layout, split, how_to)
+    return sum(len(_python_labels(where, data, layout)) for where, data in files)
+
+
+def _file_size(path, how_to):
+    try:
+        return os.path.getsize(path)
+    except OSError as e:
+        raise DataError(f"cannot read {path} ({one_line(e.strerror or e)}); {how_to}") from e
+
+
+def _archive_members(archive, layout, split):
+    """Sizes of the split's binary members of `archive` (tar headers only), or None for a python archive."""
+    wanted = [f"{layout.binary_dir}/{n}" for n in layout.binary_files[split]]
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            sizes = {m.name[2:] if m.name.startswith("./") else m.name: m.size for m in tar if m.isfile()}
+    except (tarfile.TarError, EOFError, zlib.error, OSError):
+        return None  # _split_files reads it and names the problem
+    return [sizes[k] for k in wanted] if all(k in sizes for k in wanted) else None
 
 
 def load(request, *, download=True):
@@ -99,12 +136,8 @@ def load(request, *, download=True):
     found = _find_local_copy(path, layout)
     if found is None:
         return _from_tfds(request, split, path, download, how_to)
-    kind, location = found
-    if kind == "archive":
-        kind, files = _read_archive(location, layout, split)
-    else:
-        names = layout.python_files[split] if kind == "python" else layout.binary_files[split]
-        files = [(os.path.join(location, n), _read_file(os.path.join(location, n), how_to)) for n in names]
+    location = found[1]
+    kind, files = _split_files(found, layout, split, how_to)
     parse = _parse_python if kind == "python" else _parse_binary
     arrays = [parse(where, data, layout) for where, data in files]
     for (where, _), (_, labels) in zip(files, arrays):
@@ -143,6 +176,15 @@ def _find_local_copy(path, layout):
         if os.path.isfile(os.path.join(path, archive)):
             return "archive", os.path.join(path, archive)
     return None
+
+
+def _split_files(found, layout, split, how_to):
+    """('python'|'binary', [(where, bytes)]) of the split's batches in the local copy `found`."""
+    kind, location = found
+    if kind == "archive":
+        return _read_archive(location, layout, split)
+    names = layout.python_files[split] if kind == "python" else layout.binary_files[split]
+    return kind, [(os.path.join(location, n), _read_file(os.path.join(location, n), how_to)) for n in names]
 
 
 def _read_file(path, how_to):
@@ -192,8 +234,24 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
 
 
+def _python_labels(where, data, layout):
+    """The labels of one pickled batch (what counting it needs)."""
+    return _unpickle(where, data, layout)[1]
+
+
 def _parse_python(where, data, layout):
     """(images uint8 (N, 32, 32, 3), labels) of one pickled batch."""
+    pixels, labels = _unpickle(where, data, layout)
+    if pixels.ndim != 2 or pixels.shape[1] != 3072 or len(labels) != len(pixels):
+        raise DataError(
+            f"{where}: expected b'data' of shape (N, 3072) and N labels, got {pixels.shape} and {len(labels)}; "
+            f"download it again from {URL}"
+        )
+    return _planar_to_hwc(pixels), labels
+
+
+def _unpickle(where, data, layout):
+    """(pixels (N, 3072) uint8, labels) of one pickled batch, unchecked."""
     try:
         batch = _NumpyOnlyUnpickler(io.BytesIO(data), encoding="bytes").load()
         pixels = np.asarray(batch[b"data"], dtype=np.uint8)
@@ -203,12 +261,7 @@ def _parse_python(where, data, layout):
             f"{where} is not a readable CIFAR batch, truncated or corrupt ({type(e).__name__}: {one_line(e)[:80]}); "
             f"download it again from {URL}"
         ) from e
-    if pixels.ndim != 2 or pixels.shape[1] != 3072 or len(labels) != len(pixels):
-        raise DataError(
-            f"{where}: expected b'data' of shape (N, 3072) and N labels, got {pixels.shape} and {len(labels)}; "
-            f"download it again from {URL}"
-        )
-    return _planar_to_hwc(pixels), labels
+    return pixels, labels
 
 
 def _parse_binary(where, data, layout):

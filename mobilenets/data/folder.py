@@ -1,4 +1,6 @@
-"""A class-per-folder tree of JPEG/PNG files: `root/<split>/<class_name>/*.jpg`.
+"""A class-per-folder tree of JPEG/PNG files: `root/<split>/<class_name>/*.jpg`,
+or `root/<class_name>/*.jpg` (one folder per class, no split folders: the train
+split, validated on a held-out fraction, `validation_fraction`).
 
 Class names sorted alphabetically give the label ids, taken from the train
 folder so that every split agrees. Works for any custom dataset, and for
@@ -23,7 +25,8 @@ SPLIT_FOLDERS = {"train": ("train",), "validation": ("validation", "val"), "test
 SPLITS = {"train": "train", "validation": "validation", "val": "validation", "test": "test"}
 FULL_CHECK_LIMIT = 10_000  # validate='auto' decodes every image up to this many files, else checks headers
 MAGIC_BYTES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")
-HOW_TO = "arrange the images as ROOT/<split>/<class_name>/*.jpg (or .png) and pass data_dir=ROOT"
+HOW_TO = ("arrange the images as ROOT/<class_name>/*.jpg or ROOT/<split>/<class_name>/*.jpg (or .png) and pass "
+          "data_dir=ROOT")
 
 
 class SkippedImagesWarning(UserWarning):
@@ -46,11 +49,22 @@ def split_dir(root, split):
     return None
 
 
+def is_flat(root):
+    """True for ROOT/<class_name>/*.jpg: no split folders, only class folders."""
+    return not any(split_dir(root, split) for split in SPLIT_FOLDERS) and any(
+        e.is_dir() for e in os.scandir(root))
+
+
+def _split_dir(root, split):
+    """split_dir, where a flat tree's root is its train split."""
+    return root if split == "train" and is_flat(root) else split_dir(root, split)
+
+
 def class_names(root):
     """Sorted class folder names, from the train split when there is one, so that every split agrees."""
-    directory = next(filter(None, (split_dir(root, split) for split in SPLIT_FOLDERS)), None)
+    directory = next(filter(None, (_split_dir(root, split) for split in SPLIT_FOLDERS)), None)
     if directory is None:
-        raise DataError(f"{root} has no train, validation or test folder; {HOW_TO}")
+        raise DataError(f"{root} has no train, validation or test folder and no class folders; {HOW_TO}")
     names = sorted(e.name for e in os.scandir(directory) if e.is_dir())
     if not names:
         raise DataError(f"{directory} has no class sub-folders; {HOW_TO}")
@@ -70,7 +84,7 @@ def scan_folder(root, split, validate="auto"):
         raise ConfigError(f"validate must be one of {list(checks) + ['auto']}, got {validate!r}")
     root = require_path(root, "image folder", HOW_TO)
     split = resolve_split(split, SPLITS, f"image folder {root}")
-    directory = split_dir(root, split)
+    directory = _split_dir(root, split)
     if directory is None:
         raise DataError(f"{root} has no '{split}' folder (looked for {'/'.join(SPLIT_FOLDERS[split])}); {HOW_TO}")
     names = class_names(root)
@@ -127,24 +141,52 @@ def _decodes(paths):
     return ok
 
 
-def info(name, data_dir=None):
+def _count_images(directory):
+    return sum(f.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(directory) for f in files)
+
+
+def held_out(labels, validation_fraction, split_seed):
+    """Boolean mask of the examples held out for validation: round(n * fraction) of each class's n,
+    chosen by `split_seed` alone (every run validates on the same images)."""
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ConfigError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    labels = np.asarray(labels)
+    mask, rng = np.zeros(len(labels), bool), np.random.default_rng(split_seed)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        mask[rng.permutation(members)[: int(round(len(members) * validation_fraction))]] = True
+    return mask
+
+
+def info(name, data_dir=None, *, validation_fraction=0.0, split_seed=0):
     if data_dir is None:
         return DatasetInfo(name, None, DEFAULT_IMAGE_SIZE, {}, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
     root = require_path(data_dir, "image folder", HOW_TO)
-    splits = {}
-    for split in SPLIT_FOLDERS:
-        directory = split_dir(root, split)
-        if directory:
-            splits[split] = sum(
-                f.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(directory) for f in files
-            )
-    num_classes = len(class_names(root))
-    return DatasetInfo(name, num_classes, DEFAULT_IMAGE_SIZE, splits, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
+    splits = {split: _count_images(d) for split in SPLIT_FOLDERS if (d := _split_dir(root, split))}
+    names = class_names(root)
+    if validation_fraction and "train" in splits:
+        train = _split_dir(root, "train")
+        per_class = [_count_images(os.path.join(train, n)) for n in names if os.path.isdir(os.path.join(train, n))]
+        splits["validation"] = sum(int(round(n * validation_fraction)) for n in per_class)
+        splits["train"] -= splits["validation"]
+    return DatasetInfo(name, len(names), DEFAULT_IMAGE_SIZE, splits, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
 
 
-def load(request, *, validate="auto"):
-    """Source over the images of one split (see `scan_folder` for `validate`)."""
-    return folder_source(scan_folder(request.data_dir, request.split, validate))
+def load(request, *, validate="auto", validation_fraction=0.0, split_seed=0):
+    """Source over the images of one split (see `scan_folder` for `validate`).
+
+    validation_fraction > 0: 'validation' is that fraction of each class of the train folder
+    (chosen by `split_seed`), and 'train' the rest.
+    """
+    split = resolve_split(request.split, SPLITS, f"image folder {request.data_dir}")
+    if not validation_fraction or split == "test":
+        return folder_source(scan_folder(request.data_dir, split, validate))
+    scan = scan_folder(request.data_dir, "train", validate)
+    keep = held_out(scan.labels, validation_fraction, split_seed) == (split == "validation")
+    if not keep.any():
+        raise DataError(f"{request.data_dir}: the '{split}' split is empty (validation_fraction={validation_fraction})")
+    return folder_source(FolderScan([p for p, k in zip(scan.paths, keep) if k], scan.labels[keep], scan.class_names,
+                                    scan.skipped))
 
 
 def folder_source(scan):

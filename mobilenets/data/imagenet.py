@@ -42,7 +42,33 @@ HOW_TO = (
 
 
 def info(name, data_dir=None):
-    return DatasetInfo(name, NUM_CLASSES, IMAGE_SIZE, dict(SPLIT_EXAMPLES), DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
+    """DatasetInfo with the split sizes of the copy in `data_dir`: records counted shard by shard
+    (record headers only), files of a folder tree; the official sizes for tfds."""
+    splits = dict(SPLIT_EXAMPLES)
+    path = None if data_dir is None else require_path(data_dir, "imagenet2012 data_dir", HOW_TO)
+    if path and (shard_files(path, "train") or shard_files(path, "validation")):
+        splits = {split: sum(count_records(f) for f in shard_files(path, split)) for split in SPLIT_EXAMPLES}
+    elif path and (folder.split_dir(path, "train") or folder.split_dir(path, "validation")):
+        counted = folder.info("folder", path).splits
+        splits = {split: counted.get(split, 0) for split in SPLIT_EXAMPLES}
+    return DatasetInfo(name, NUM_CLASSES, IMAGE_SIZE, splits, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
+
+
+def count_records(path):
+    """Records in one TFRecord file, from their length headers (each record is a uint64 length, a
+    uint32 CRC, the data and a uint32 CRC); DataError when the file ends inside a record."""
+    count, size = 0, os.path.getsize(path)
+    with open(path, "rb") as f:
+        position = 0
+        while position < size:
+            header = f.read(12)
+            length = int.from_bytes(header[:8], "little") if len(header) == 12 else size
+            position += 12 + length + 4
+            if position > size:
+                raise DataError(f"{path} is truncated inside record {count + 1}; copy or regenerate it")
+            f.seek(position)
+            count += 1
+    return count
 
 
 def load(request, *, label_offset=1, manual_dir=None, validate="auto"):

@@ -39,7 +39,9 @@ def list_datasets():
 def dataset_info(name, data_dir=None, **options):
     """DatasetInfo(name, num_classes, image_size, splits, default_augment, eval_crop_fraction).
 
-    Files are only read where the answer depends on them ('folder', 'npz').
+    The split sizes are those of the copy in `data_dir`, counted cheaply (CIFAR batch files or
+    archive members, TFRecord record headers, image files), so that a partial copy plans the
+    steps it holds; without a local copy (tfds), the official sizes.
     """
     name, module = _source(name)
     _check_options(name, module.info, options)
@@ -73,7 +75,7 @@ def make_dataset(
     shuffle_buffer: default: the whole split when records are small, else 10,000.
     options: source-specific, e.g. download (CIFAR), label_offset / manual_dir
         (ImageNet), validate (folder trees), validation_fraction / split_seed
-        (npz), num_classes / num_examples (synthetic).
+        (npz, folder trees), num_classes / num_examples (synthetic).
     """
     name, module = _source(name)
     _check_options(name, module.load, options)

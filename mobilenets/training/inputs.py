@@ -7,6 +7,7 @@ sees at epoch e.
 """
 
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -31,8 +32,12 @@ class DataPlan:
     options: dict
     num_classes: int
     train_examples: int
-    has_validation: bool
+    validation_split: Optional[str]  # 'validation', else 'test' (CIFAR's validation split), else None
     steps_per_epoch: int
+
+    @property
+    def has_validation(self):
+        return self.validation_split is not None
 
 
 def source_options(config):
@@ -40,23 +45,32 @@ def source_options(config):
     data = config.data
     if data.dataset == "synthetic":
         return {"num_classes": config.num_classes or 10, "num_examples": data.synthetic_examples}
-    if data.dataset == "npz":
+    if data.dataset in ("npz", "folder"):
         return {"validation_fraction": data.validation_fraction}
     if data.validation_fraction:
-        raise ConfigError(f"data.validation_fraction holds out a split of 'npz' data only; {data.dataset!r} is "
+        raise ConfigError(f"data.validation_fraction holds out a split of 'npz' and 'folder' data only; {data.dataset!r} is "
                           f"validated on its official split: set data.validation_fraction=0")
     return {}
 
 
+def validation_split(splits):
+    """The split to validate on every epoch: 'validation', else 'test' (CIFAR has no other; the seeds
+    and evaluate.py report it), else None."""
+    return next((name for name in ("validation", "test") if name in splits and splits[name] != 0), None)
+
+
 def plan_data(config):
-    """DataPlan of `config`: class count, split sizes and steps per epoch (capped by run.steps_per_epoch)."""
+    """DataPlan of `config`: class count, split sizes and steps per epoch (capped by run.steps_per_epoch).
+
+    The sizes are those of the data on disk (dataset_info counts them), so a partial copy of a
+    dataset gets the steps it holds and every schedule ends where it should.
+    """
     options = source_options(config)
     info = dataset_info(config.data.dataset, config.data.data_dir, **options)
     num_classes = config.num_classes or info.num_classes
     if not num_classes:
         raise DataError(f"cannot tell the number of classes of {config.data.dataset!r}; set model.num_classes")
     train_examples = info.splits.get("train") or 0
-    has_validation = "validation" in info.splits and info.splits["validation"] != 0
     batch = config.schedule.batch_size
     steps = train_examples // batch if train_examples else None
     if config.run.steps_per_epoch:
@@ -66,7 +80,7 @@ def plan_data(config):
                         f"not one batch of schedule.batch_size={batch}: lower the batch size or set "
                         f"run.steps_per_epoch")
     return DataPlan(config.data.dataset, config.data.data_dir, options, int(num_classes), train_examples,
-                    has_validation, int(steps))
+                    validation_split(info.splits), int(steps))
 
 
 def _image_size(config):
@@ -83,10 +97,10 @@ def training_dataset(config, plan, epoch):
 
 
 def validation_dataset(config, plan, batch_size=None):
-    """The validation split in file order, or None when the dataset has none."""
+    """The validation split (plan.validation_split) in file order, or None when the dataset has none."""
     if not plan.has_validation:
         return None
-    return make_dataset(plan.name, "validation", batch_size or config.schedule.batch_size, training=False,
+    return make_dataset(plan.name, plan.validation_split, batch_size or config.schedule.batch_size, training=False,
                         data_dir=plan.data_dir, image_size=_image_size(config),
                         eval_crop_fraction=config.data.eval_crop_fraction, **plan.options)
 

@@ -73,11 +73,40 @@ class ScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"schedule": keras.optimizers.schedules.serialize(self.schedule), "scale": float(self.scale.numpy())}
 
 
+class TwoPhases(keras.optimizers.schedules.LearningRateSchedule):
+    """`first(step)` for the first `boundary` steps, then `second(step - boundary)`: fine-tuning's
+    head-only phase and its unfrozen phase, each with a schedule of its own (config.finetune)."""
+
+    def __init__(self, first, second, boundary):
+        super().__init__()
+        self.first, self.second, self.boundary = first, second, int(boundary)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.int64)
+        return tf.where(step < self.boundary, self.first(step), self.second(tf.maximum(step - self.boundary, 0)))
+
+    def get_config(self):
+        serialize = keras.optimizers.schedules.serialize
+        return {"first": serialize(self.first), "second": serialize(self.second), "boundary": self.boundary}
+
+
 def learning_rate_schedule(config, steps_per_epoch, scale=None):
-    """The WarmupDecay of `config.optimizer.lr` and `config.schedule`, times the variable `scale` if given."""
-    s = config.schedule
-    schedule = WarmupDecay(config.optimizer.lr, steps_per_epoch, s.epochs, s.warmup_epochs, s.decay, s.per_batch,
-                           s.min_lr, s.decay_rate, s.decay_epochs)
+    """The WarmupDecay of `config.optimizer.lr` and `config.schedule`, times the variable `scale` if given.
+
+    With finetune.head_epochs, the head-only phase runs the schedule over its epochs at
+    optimizer.lr, the unfrozen phase over the rest at optimizer.lr * finetune.lr_factor.
+    """
+    s, head = config.schedule, config.finetune.head_epochs
+
+    def warmup_decay(peak, epochs):
+        return WarmupDecay(peak, steps_per_epoch, epochs, s.warmup_epochs, s.decay, s.per_batch, min(s.min_lr, peak),
+                           s.decay_rate, s.decay_epochs)
+
+    schedule = warmup_decay(config.optimizer.lr, s.epochs)
+    if head:
+        schedule = TwoPhases(warmup_decay(config.optimizer.lr, head),
+                             warmup_decay(config.optimizer.lr * config.finetune.lr_factor, s.epochs - head),
+                             head * steps_per_epoch)
     return schedule if scale is None else ScaledSchedule(schedule, scale)
 
 

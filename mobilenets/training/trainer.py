@@ -7,7 +7,15 @@ The run directory follows mobilenets/runs.py (model.json, config.json, checkpoin
 logs/, log.csv). Each epoch is one `fit` call on a pipeline seeded by (run.seed, epoch)
 (see inputs.py); together with the checkpointed optimizer, step counter, LGC masks and the
 per-epoch dropout seeds, a run killed at any point and started again with the same command
-ends with the weights an uninterrupted run reaches.
+ends with the weights an uninterrupted run reaches. One process holds a run directory at a time
+(lock.py).
+
+Fine-tuning (model.weights, config.finetune; the TensorFlow transfer-learning tutorial's two
+phases): the network starts from pretrained weights with a new classifier; for the first
+finetune.head_epochs epochs only the classifier trains, every other layer frozen (and so its
+BatchNorm in inference mode); then the layers from finetune.unfreeze_from on train as well, at
+the lower rate of optimization.learning_rate_schedule. The phase is a function of the epoch, so
+resuming puts a run back in its phase.
 """
 
 import contextlib
@@ -21,9 +29,11 @@ import tf_keras as keras
 
 from mobilenets.condense import condensenet_schedule, learned_group_convs
 from mobilenets.errors import ConfigError
+from mobilenets.pretrained import load_pretrained
 from mobilenets.registry import build_model
 from mobilenets.runs import save_model_spec
 from mobilenets.training import callbacks as cb
+from mobilenets.training import lock
 from mobilenets.training.checkpointing import TrainingState
 from mobilenets.training.distribute import check_batch_size, is_chief, make_strategy, synchronize_batch_norm
 from mobilenets.training.inputs import DROPOUT_STREAM, epoch_seed, plan_data, training_dataset, validation_dataset
@@ -70,7 +80,8 @@ def layer_construction(mixed_precision):
 
 def condensation_steps(config, network, steps_per_epoch):
     """Optimizer steps after which to condense: CondenseNet's progress k / (2 (C - 1)), or the
-    ends of lgc.fixed_epochs. Empty for models without learned group convolutions."""
+    ends of lgc.fixed_epochs. Empty for models without learned group convolutions. When
+    fine-tuning, CondenseNet's progress is that of the unfrozen phase (the backbone is frozen before)."""
     layers = learned_group_convs(network)
     if not layers:
         return []
@@ -80,7 +91,23 @@ def condensation_steps(config, network, steps_per_epoch):
             raise ConfigError(f"lgc.fixed_epochs needs {factor - 1} epochs (condense factor {factor} - 1); "
                               f"got {list(config.lgc.fixed_epochs)}")
         return [epoch * steps_per_epoch for epoch in config.lgc.fixed_epochs]
-    return condensenet_schedule(factor, config.schedule.epochs * steps_per_epoch)
+    head = config.finetune.head_epochs * steps_per_epoch
+    return [head + step for step in condensenet_schedule(factor, config.schedule.epochs * steps_per_epoch - head)]
+
+
+HEAD = "logits"  # the classifier every model of ours ends with (mobilenets/builder.py)
+
+
+def phase_layers(network, phase, unfreeze_from=None):
+    """Names of the top-level layers that train in fine-tuning phase 1 (the classifier) or 2 (the
+    layers from `unfreeze_from` on, all when None)."""
+    names = [layer.name for layer in network.layers]
+    if unfreeze_from is not None and unfreeze_from not in names:
+        raise ConfigError(f"finetune.unfreeze_from={unfreeze_from!r} is not a layer of {network.name}; choose one "
+                          f"of {', '.join(n for n in names if network.get_layer(n).weights)}")
+    if phase == 1:
+        return [HEAD]
+    return names[names.index(unfreeze_from):] if unfreeze_from else names
 
 
 class Trainer:
@@ -92,10 +119,32 @@ class Trainer:
     """
 
     def __init__(self, config, strategy=None, *, run_eagerly=False, sync_batchnorm=False, log=print):
+        self.run_eagerly, self.phase = run_eagerly, None
         self.strategy = strategy or make_strategy(config.run.strategy)
         self.config = config = resolve_run_dir(config)
         self.run_dir, self.log = config.run.run_dir, log
         self.chief = is_chief(self.strategy)
+        self.locked = False
+        self._lock()
+        try:
+            self._build(config, run_eagerly, sync_batchnorm)
+        except BaseException:
+            self.close()
+            raise
+
+    def _lock(self):
+        """Holds the run directory (lock.py) so that a second process on it refuses; chief only."""
+        if self.chief and not self.locked:
+            lock.acquire(self.run_dir)
+            self.locked = True
+
+    def close(self):
+        """Gives the run directory back (fit does this when it ends)."""
+        if self.locked:
+            lock.release(self.run_dir)
+            self.locked = False
+
+    def _build(self, config, run_eagerly, sync_batchnorm):
         check_batch_size(config.schedule.batch_size, self.strategy)
         resuming = check_resumable(config)
         self.plan = plan_data(config)
@@ -104,6 +153,14 @@ class Trainer:
             self.network = build_model(**build_kwargs(config, self.plan.num_classes))
             if sync_batchnorm and self.strategy.num_replicas_in_sync > 1:
                 synchronize_batch_norm(self.network)
+            if config.model.weights and not resuming:  # a resumed run has them in its checkpoint
+                m = config.model
+                source = load_pretrained(self.network, m.name, m.weights, m.width_multiplier,
+                                         (m.input_size, m.input_size, 3), self.plan.num_classes,
+                                         build_kwargs(config, self.plan.num_classes))
+                self.log(f"starting from {source}")
+            if config.finetune.head_epochs:
+                phase_layers(self.network, 2, config.finetune.unfreeze_from)  # check the name now
             reg = config.regularization
             self.classifier = Classifier(self.network, reg.weight_decay, not reg.weight_decay_skip_bn_and_bias,
                                          config.lgc.lasso_decay if config.model.is_lgc else 0.0)
@@ -114,7 +171,7 @@ class Trainer:
             self.classifier.optimizer.build(self.classifier.trainable_variables)
         self.state = TrainingState(self.network, self.classifier.optimizer, self.lr_scale, self.run_dir,
                                    self.strategy)
-        self.start_epoch = self.state.restore_latest(log) if resuming else 0
+        self.start_epoch = self.state.restore_latest(self.log) if resuming else 0
         self.condensation_steps = condensation_steps(config, self.network, self.plan.steps_per_epoch)
         if self.chief:
             config.save(os.path.join(self.run_dir, CONFIG_FILE))
@@ -147,6 +204,13 @@ class Trainer:
 
     def fit(self, callbacks=(), verbose="auto"):
         """Trains epochs start_epoch .. schedule.epochs - 1; returns a TrainingResult."""
+        self._lock()
+        try:
+            return self._fit(callbacks, verbose)
+        finally:
+            self.close()
+
+    def _fit(self, callbacks, verbose):
         c = self.config
         epochs, history = c.schedule.epochs, []
         if self.start_epoch >= epochs:
@@ -156,6 +220,7 @@ class Trainer:
         validation = validation_dataset(c, self.plan)
         epoch, restarts = self.start_epoch, 0
         while epoch < epochs:
+            self._set_phase(epoch)
             due = validation is not None and ((epoch + 1) % c.run.eval_every == 0 or epoch + 1 == epochs)
             fitted = self.classifier.fit(
                 training_dataset(c, self.plan, epoch),
@@ -176,6 +241,26 @@ class Trainer:
                 epoch = self._restart_from_last_good_checkpoint()
         self._clean_up_worker_dirs()
         return self._result(history, self.guard.diverged)
+
+    def _set_phase(self, epoch):
+        """Fine-tuning (config.finetune): before epoch head_epochs only the classifier trains, the
+        frozen layers' BatchNorm in inference mode (Keras runs a non-trainable BatchNormalization
+        so); from then on the layers from finetune.unfreeze_from on train as well."""
+        f = self.config.finetune
+        phase = (1 if epoch < f.head_epochs else 2) if f.head_epochs else None
+        if phase == self.phase:
+            return
+        self.phase = phase
+        training = set(phase_layers(self.network, phase, f.unfreeze_from))
+        for layer in self.network.layers:
+            layer.trainable = layer.name in training
+        c = self.config
+        self.classifier.compile_objective(self.classifier.optimizer, c.regularization.label_smoothing, c.run.xla,
+                                          self.run_eagerly)  # a new train step for the new trainable set
+        trained = sum(int(tf.size(v)) for v in self.network.trainable_variables)
+        what = "the classifier only, backbone frozen" if phase == 1 else (
+            f"from {f.unfreeze_from} on" if f.unfreeze_from else "every layer")
+        self.log(f"fine-tuning phase {phase} from epoch {epoch + 1}: training {what} ({trained:,} parameters)")
 
     def _restart_from_last_good_checkpoint(self):
         """Reloads the last complete checkpoint, lowers the learning rate by run.nan_lr_factor and
