@@ -131,8 +131,12 @@ class InvertedResidual(keras.layers.Layer):
     def has_residual(self):
         return self.strides == 1 and self.in_channels == self.filters
 
+    def expansion_input(self, inputs):
+        """What the expansion conv reads: the block's input."""
+        return inputs
+
     def call(self, inputs, training=None):
-        x = inputs
+        x = self.expansion_input(inputs)
         if self.expand is not None:
             x = self.expand(x, training=training)
         if self.shuffle is not None:

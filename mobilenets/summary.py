@@ -1,7 +1,8 @@
-"""Prints parameters and multiply-adds for any set of models.
+"""Prints parameters and multiply-adds for any set of models; plots them with the published top-1.
 
     python -m mobilenets.summary mobilenetv2 igcv3 --dataset cifar100
     python -m mobilenets.summary --all --markdown
+    python -m mobilenets.summary --all --plot docs/models_imagenet.png      # top-1 and params vs multiply-adds
 """
 
 import argparse
@@ -9,6 +10,16 @@ import os
 import sys
 
 DATASETS = {"imagenet": ("imagenet", 1000), "cifar10": ("cifar", 10), "cifar100": ("cifar", 100)}
+
+# Published top-1 (%) at width 1.0, for the plot: ImageNet from the papers (V1 table 8, V2 table 4,
+# V3 tables 3 and 4, IGCV3-D table 4 after retraining), CIFAR from the seed tables (design notes, sec. 3).
+PUBLISHED_TOP1 = {
+    "imagenet": {"mobilenetv1": 70.6, "mobilenetv2": 72.0, "mobilenetv3_large": 75.2, "mobilenetv3_small": 67.4,
+                 "mobilenetv3_large_minimalistic": 72.3, "mobilenetv3_small_minimalistic": 61.9, "igcv3": 72.2},
+    "cifar100": {"mobilenetv1": 77.10, "mobilenetv2": 77.40, "mobilenetv2_lgc": 76.30, "mobilenetv2_lgc_proj": 77.20,
+                 "mobilenetv2_gc_lgc": 76.60, "igcv3": 77.95},
+    "cifar10": {"mobilenetv2": 94.56, "igcv3": 94.96},
+}
 
 
 def rows(names, dataset="imagenet", width_multiplier=1.0, image_size=None, **build_kwargs):
@@ -35,6 +46,30 @@ def format_table(table, markdown=False):
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in [header] + lines)
 
 
+def plot(table, dataset, path):
+    """PNG: published top-1 (where there is one) and parameters, each against multiply-adds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    published = PUBLISHED_TOP1.get(dataset, {})
+    figure, (accuracy, size) = plt.subplots(1, 2, figsize=(12, 5))
+    for name, _, params, madds in table:
+        label = name.replace("mobilenet", "")
+        size.scatter(madds / 1e6, params / 1e6, color="C3" if "lgc" in name else "C0")
+        size.annotate(label, (madds / 1e6, params / 1e6), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        if name in published:
+            accuracy.scatter(madds / 1e6, published[name], color="C3" if "lgc" in name else "C0")
+            accuracy.annotate(label, (madds / 1e6, published[name]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    accuracy.set(title=f"published top-1, {dataset}", xlabel="multiply-adds (M)", ylabel="top-1 (%)")
+    size.set(title=f"parameters, {dataset} head", xlabel="multiply-adds (M)", ylabel="parameters (M)")
+    for axis in (accuracy, size):
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
 def main(argv=None):
     from mobilenets.errors import MobilenetsError
     from mobilenets.registry import list_models
@@ -47,6 +82,7 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=None)
     parser.add_argument("--expansion", type=float, default=None, help="expansion ratio t (MobileNetV2 family)")
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--plot", metavar="PNG", default=None, help="also write top-1 and parameters vs multiply-adds")
     args = parser.parse_args(argv)
     names = list_models() if args.all or not args.models else args.models
     try:
@@ -55,6 +91,8 @@ def main(argv=None):
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(format_table(table, args.markdown))
+    if args.plot:
+        plot(table, args.dataset, args.plot)
     return 0
 
 

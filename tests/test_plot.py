@@ -33,3 +33,13 @@ def test_plot_of_a_directory_without_a_log_is_one_line(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "log.csv does not exist" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_model_plot_places_published_top1_and_parameters_against_multiply_adds(tmp_path, capsys):
+    from mobilenets import list_models, summary
+
+    assert all(set(table) <= set(list_models()) for table in summary.PUBLISHED_TOP1.values())
+    path = tmp_path / "models.png"
+    assert summary.main(["mobilenetv2", "mobilenetv2_lgc", "--dataset", "cifar100", "--plot", str(path)]) == 0
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert "mobilenetv2_lgc" in capsys.readouterr().out

@@ -465,3 +465,14 @@ def test_cpu_machine_sees_no_cuda_probe_error_and_a_gpu_user_sees_the_devices(tm
     monkeypatch.setattr(cli, "probe_devices", lambda: ["GPU:0 (Tesla T4)", "GPU:1 (Tesla T4)"])
     cli.import_quietly("json")
     assert capfd.readouterr().err == "TensorFlow uses GPU:0 (Tesla T4), GPU:1 (Tesla T4)\n"
+
+
+def test_settings_added_later_leave_earlier_run_directories_where_they_were():
+    """The default run directory's hash, as main computed it before model.weights and finetune.* existed:
+    the same command must still find (and resume) a run started then."""
+    from hparams import apply_overrides, get_preset
+    from mobilenets.training.rundir import config_hash
+
+    assert config_hash(get_preset("smoke")) == "05fd8503"
+    assert config_hash(get_preset("cifar100_mobilenetv2_lgc")) == "7588d8f5"
+    assert config_hash(apply_overrides(get_preset("smoke"), ["finetune.lr_factor=0.5"])) != "05fd8503"

@@ -65,17 +65,9 @@ class DeployedInvertedResidual(InvertedResidual):
             self.select = keras.layers.Conv2D(self.select_channels, 1, use_bias=False, name="select")
         super().build(input_shape)
 
-    def call(self, inputs, training=None):
+    def expansion_input(self, inputs):
         x = inputs if self.select is None else self.select(inputs)
-        if self.input_copies > 1:
-            x = tf.concat([x] * self.input_copies, axis=-1)
-        if self.expand is not None:
-            x = self.expand(x, training=training)
-        x = self.depthwise(x, training=training)
-        if self.squeeze_excite is not None:
-            x = self.squeeze_excite(x)
-        x = self.project(x, training=training)
-        return inputs + x if self.has_residual else x
+        return tf.concat([x] * self.input_copies, axis=-1) if self.input_copies > 1 else x
 
     def get_config(self):
         return {**super().get_config(), "expanded_channels": self.deployed_width,

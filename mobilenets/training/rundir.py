@@ -25,9 +25,16 @@ def _flat(config):
     return {f"{section}.{key}": value for section, values in config.to_dict().items() for key, value in values.items()}
 
 
+# Settings added after runs existed, with their defaults: left out of the hash while at the default,
+# so that the same command still finds a run started before they existed.
+ADDED_LATER = {"model.weights": None, "finetune.head_epochs": 0, "finetune.unfreeze_from": None,
+               "finetune.lr_factor": 0.1}
+
+
 def config_hash(config):
     """8 hex digits identifying the settings that change what a run computes."""
-    settings = {k: v for k, v in _flat(config).items() if k not in RESUMABLE_CHANGES}
+    settings = {k: v for k, v in _flat(config).items()
+                if k not in RESUMABLE_CHANGES and not (k in ADDED_LATER and v == ADDED_LATER[k])}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
 
 
