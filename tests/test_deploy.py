@@ -18,7 +18,8 @@ from mobilenets import build_model, list_models, runs
 from mobilenets.condense import condense, learned_group_convs
 from mobilenets.data import make_dataset
 from mobilenets.deploy import profile
-from mobilenets.deploy.convert import convert_learned_group_model, fold_channel_shuffles, fold_hard_swish_scale
+from mobilenets.deploy.convert import convert_learned_group_model
+from mobilenets.deploy.folding import fold_channel_shuffles, fold_hard_swish_scale
 from mobilenets.deploy.flatten import flatten
 from mobilenets.deploy.export import FLOAT32_TOLERANCE, export
 from mobilenets.deploy.litert import op_summary

@@ -1,13 +1,12 @@
-"""Which exact form of each LGC block runs fastest, measured in LiteRT; the model an export deploys.
+"""The graph an export deploys (`deployed_model`), and which exact form of each LGC block runs fastest.
 
-A condensed LGC block has two gather-free forms (`mobilenets.deploy.convert`):
-the projection as a group conv (fewer multiply-adds) or as a dense conv with the
-masked kernel. Which is faster depends on the runtime, not on the multiply-adds
-(ShuffleNetV2, Ma et al. 2018, G2: group convs cost memory traffic): on this
-x86 CPU, XNNPACK's dense int8 1x1 convs are 2-4x faster than its int8 group
-convs of a quarter of the work, while in float32 the group conv wins from 28x28
-on. `fastest_projection` times both forms of every distinct block shape with
-the interpreter an app uses, in the export's precision, and picks per block.
+A condensed LGC block has three gather-free forms (`mobilenets.deploy.convert.BLOCK_FORMS`).
+Which is fastest depends on the runtime, not on the multiply-adds (ShuffleNetV2,
+Ma et al. 2018, G2: group convs cost memory traffic): on this x86 CPU XNNPACK's
+dense int8 1x1 convs are 2-4x faster than its int8 group convs of a quarter of
+the work, while in float32 group convs win from 28x28 on. `fastest_forms` times
+the forms of every distinct block shape with the interpreter an app uses, in the
+export's precision, and picks per block.
 """
 
 import os
@@ -22,10 +21,9 @@ from mobilenets.deploy.convert import (
     available_forms,
     check_condensed,
     convert_learned_group_model,
-    fold_channel_shuffles,
-    fold_hard_swish_scale,
     form_of,
 )
+from mobilenets.deploy.folding import fold_channel_shuffles, fold_hard_swish_scale
 from mobilenets.errors import ModelError
 from mobilenets.flops import count
 
@@ -47,18 +45,18 @@ def _block_model(block, form):
     return keras.Model(image, x)
 
 
-def _tflite(model, integer):
-    """Float32, or full-integer int8 calibrated on random inputs, .tflite bytes of a small model."""
+def _tflite(model, quantize):
+    """.tflite bytes of a small model in the export's precision (int8: calibrated on random inputs)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    if integer:
+    if quantize in ("int8", "qat"):
         shape = (1, *model.input_shape[1:])
         samples = [np.random.default_rng(seed).normal(size=shape).astype(np.float32) for seed in range(4)]
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([sample] for sample in samples)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    elif integer is None:
+    elif quantize == "float16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     return converter.convert()
@@ -69,13 +67,12 @@ def _time_forms(models, quantize, threads, runs):
     from mobilenets.deploy.litert import InvokeTimer, median_latencies_ms
     from mobilenets.evaluation import TFLitePredictor
 
-    integer = {"int8": True, "qat": True, "float16": None}.get(quantize, False)
     timers = []
     with tempfile.TemporaryDirectory() as directory:
         for index, model in enumerate(models):
             path = os.path.join(directory, f"form{index}.tflite")
             with open(path, "wb") as f:
-                f.write(_tflite(model, integer))
+                f.write(_tflite(model, quantize))
             timers.append(InvokeTimer(TFLitePredictor(path, threads)))
         return median_latencies_ms(timers, runs, warmup=5, block=10)
 

@@ -1,0 +1,173 @@
+"""Weight folds that take ops XNNPACK runs slowly, or not at all, out of an exported graph; equal outputs.
+
+- IGCV3 (Sun et al. 2018): the channel shuffle between its two group convs
+  (two RESHAPEs and a TRANSPOSE over the widest tensor of the block) is folded
+  into the convs' weights (`fold_channel_shuffles`).
+- MobileNetV3 in int8 (Howard et al. 2019): h-swish becomes two int8 ops instead
+  of three, its 1/6 folded into the kernels that read it (`fold_hard_swish_scale`).
+"""
+
+import numpy as np
+import tf_keras as keras
+
+from mobilenets.blocks import InvertedResidual
+from mobilenets.deploy.convert import DeployedInvertedResidual, permuted_weights, dense_kernel, rebuild_chain
+from mobilenets.errors import ModelError
+from mobilenets.layers import Activation, ConvBNAct, get_activation
+
+
+def dense_unshuffled_block(block):
+    """(config, weights) of a DeployedInvertedResidual equal to an IGCV3 block with dense 1x1 convs:
+    the expansion's block-diagonal kernel writes its channels in the shuffled order, so
+    nothing is copied; twice the 1x1 multiply-adds (G = 2), but dense int8 convs run
+    2-4x faster than grouped ones in XNNPACK on x86 (see `mobilenets.deploy.tuning`)."""
+    source = shuffle_sources(block.shuffle_groups, block.expanded_channels)
+    config = block.get_config()
+    config.update(shuffle_groups=None, expand_groups=1, project_groups=1, expanded_channels=block.expanded_channels)
+    weights = {
+        ("expand", "conv"): [dense_kernel(block.expand.conv)[:, source][None, None]],
+        ("expand", "bn"): permuted_weights(block.expand.bn, source),
+        ("depthwise",): block.depthwise.get_weights(),
+        ("project", "conv"): [dense_kernel(block.project.conv)[None, None]],
+        ("project", "bn"): block.project.bn.get_weights(),
+    }
+    return config, weights
+
+
+def shuffle_free_block(block):
+    """(config, weights) of a DeployedInvertedResidual equal to an IGCV3 block, without its channel shuffle.
+
+    IGCV3 (Sun et al. 2018): group conv (G groups) -> shuffle -> depthwise ->
+    group conv (G groups). Projection group p reads, from each expansion group
+    g, a run of C/G^2 channels. The expansion is rewritten as a group conv
+    with G^2 groups, (p, g) reading input part g, over G copies of the input
+    concatenated: it writes each projection group's channels next to each
+    other, so the shuffle (two reshapes and a transpose over the expanded
+    tensor) becomes a copy of the narrow input. The depthwise conv, its
+    BatchNorm and the projection's rows follow the new order.
+    """
+    groups, channels = block.shuffle_groups, block.expanded_channels
+    if block.expand is None or block.expand.conv.groups != groups or block.project.conv.groups != groups:
+        raise ModelError(f"{block.name}: only IGCV3 blocks (G groups on both 1x1 convs and the shuffle) are unshuffled")
+    part, run = channels // groups, channels // groups**2
+    shuffled_position = np.argsort(shuffle_sources(groups, channels))
+    layout = np.concatenate([g * part + p * run + np.arange(run) for p in range(groups) for g in range(groups)])
+    at_shuffled = shuffled_position[layout]  # where each new channel sat after the shuffle
+    kernel = block.project.conv.get_weights()[0]  # (1, 1, C/G, out): group p's row j reads shuffled channel p*C/G + j
+    project = np.empty_like(kernel)
+    outputs = kernel.shape[-1] // groups
+    for p in range(groups):
+        rows = at_shuffled[p * part : (p + 1) * part] - p * part
+        project[..., p * outputs : (p + 1) * outputs] = kernel[:, :, rows, p * outputs : (p + 1) * outputs]
+    config = block.get_config()
+    config.update(shuffle_groups=None, expand_groups=groups**2, expanded_channels=channels, input_copies=groups)
+    weights = {
+        ("expand", "conv"): [block.expand.conv.get_weights()[0][..., layout]],
+        ("expand", "bn"): permuted_weights(block.expand.bn, layout),
+        ("depthwise", "conv"): permuted_weights(block.depthwise.conv, at_shuffled, axis=2),
+        ("depthwise", "bn"): permuted_weights(block.depthwise.bn, at_shuffled),
+        ("project", "conv"): [project],
+        ("project", "bn"): block.project.bn.get_weights(),
+    }
+    return config, weights
+
+
+def shuffle_sources(groups, channels):
+    """`ChannelShuffle(groups)`'s output channel k is its input channel shuffle_sources(...)[k]."""
+    return np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
+
+
+def fold_channel_shuffles(model, dense=False):
+    """`model` with every IGCV3 block's channel shuffle folded into weights; equal outputs.
+
+    dense=False: `shuffle_free_block` (group convs, the input copied G times);
+    dense=True: `dense_unshuffled_block` (dense 1x1 convs, no copy).
+
+    A block without expansion (IGCV3's first) shuffles its input: the dense
+    conv before it writes its channels in the shuffled order instead.
+    """
+    layers = model.layers[1:]
+    shuffled_next = {
+        before.name: block for before, block in zip(layers, layers[1:])
+        if isinstance(block, InvertedResidual) and block.shuffle is not None and block.expand is None
+        and isinstance(before, ConvBNAct) and before.groups == 1 and not before.condense_factor
+    }
+
+    def replace(layer, input_order):
+        if layer.name in shuffled_next:
+            source = shuffle_sources(shuffled_next[layer.name].shuffle_groups, layer.filters)
+            weights = {("conv",): permuted_weights(layer.conv, source, axis=3), ("bn",): permuted_weights(layer.bn, source)}
+            return layer.__class__.from_config(layer.get_config()), weights, input_order
+        if not (isinstance(layer, InvertedResidual) and layer.shuffle is not None):
+            return None
+        if layer.expand is None:
+            if layer.name not in {block.name for block in shuffled_next.values()}:
+                raise ModelError(f"{layer.name}: its input shuffle has no dense conv before it to fold into")
+            config = {**layer.get_config(), "shuffle_groups": None, "expanded_channels": layer.expanded_channels}
+            return DeployedInvertedResidual.from_config(config), {(): layer.get_weights()}, input_order
+        config, weights = (dense_unshuffled_block if dense else shuffle_free_block)(layer)
+        return DeployedInvertedResidual.from_config(config), weights, input_order
+
+    return rebuild_chain(model, replace)
+
+
+def _scale_kernel(layer, factor):
+    """Multiplies the kernel (first weight) of a conv or dense layer by `factor`, in place."""
+    weights = layer.get_weights()
+    layer.set_weights([weights[0] * factor, *weights[1:]])
+
+
+def _times_six(layer):
+    """Switches a layer's 'hswish' activation to 'hswish_x6' in place; True when it had h-swish."""
+    if getattr(layer, "activation", None) != "hswish":
+        return False
+    layer.activation = "hswish_x6"
+    if isinstance(layer, Activation):
+        layer._fn = get_activation("hswish_x6")
+    else:
+        layer.act = get_activation("hswish_x6")
+    return True
+
+
+def fold_hard_swish_scale(model):
+    """A copy of a MobileNetV3 whose h-swish layers output 6 * h-swish; equal outputs.
+
+    XNNPACK runs no int8 HARD_SWISH, and h-swish written with ops it runs
+    takes three (MUL by 1/6, ADD+RELU6, MUL), each a pass over the tensor.
+    6 * h-swish(x) = x * relu6(x + 3) takes two; the 1/6 goes into the kernel
+    of every conv or dense layer that reads it (through the squeeze-excite's
+    average and gate, which commute with a scale). Where a scaled tensor
+    reaches a residual add, the projection's BatchNorm scales the other
+    operand alike. For int8 exports: in float32 the fused HARD_SWISH is faster.
+    """
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    scale = 1.0  # the tensor between layers holds scale * its value in `model`
+    for layer in copy.layers[1:]:
+        if isinstance(layer, InvertedResidual) and not isinstance(layer, DeployedInvertedResidual):
+            stream = scale
+            if layer.expand is not None:
+                _scale_kernel(layer.expand.conv, 1.0 / scale)
+                scale = 6.0 if _times_six(layer.expand) else 1.0
+            _scale_kernel(layer.depthwise.conv, 1.0 / scale)
+            scale = 6.0 if _times_six(layer.depthwise) else 1.0
+            if layer.squeeze_excite is not None:
+                _scale_kernel(layer.squeeze_excite.reduce, 1.0 / scale)  # its output: scale * input * gate
+            _scale_kernel(layer.project.conv, 1.0 / scale)
+            scale = stream if layer.has_residual else 1.0
+            if scale != 1.0:
+                gamma, beta, *statistics = layer.project.bn.get_weights()
+                layer.project.bn.set_weights([gamma * scale, beta * scale, *statistics])
+        elif isinstance(layer, ConvBNAct) and not layer.condense_factor:
+            _scale_kernel(layer.conv, 1.0 / scale)
+            scale = 6.0 if _times_six(layer) else 1.0
+        elif isinstance(layer, keras.layers.Dense):
+            _scale_kernel(layer, 1.0 / scale)
+            scale = 1.0
+        elif isinstance(layer, Activation):
+            if scale != 1.0:
+                raise ModelError(f"{layer.name}: an activation of a scaled tensor; report this as a bug")
+            scale = 6.0 if _times_six(layer) else 1.0
+        elif scale != 1.0 and not isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.Dropout)):
+            raise ModelError(f"model {model.name}: cannot carry the h-swish scale through {layer.name}")
+    return copy
