@@ -221,9 +221,11 @@ class DepthwiseBNAct(_ConvNormAct):
 class SqueezeExcite(keras.layers.Layer):
     """Squeeze-and-excite with a hard-sigmoid gate (Hu et al. 2018; MobileNetV3 sec. 5.3)."""
 
-    def __init__(self, squeeze_channels, **kwargs):
+    def __init__(self, squeeze_channels, gate="hard_sigmoid", **kwargs):
         super().__init__(**kwargs)
-        self.squeeze_channels = squeeze_channels
+        if gate not in ("hard_sigmoid", "relu6"):
+            raise ModelError(f"{self.name}: gate must be 'hard_sigmoid' or 'relu6', got {gate!r}")
+        self.squeeze_channels, self.gate = squeeze_channels, gate
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -234,10 +236,12 @@ class SqueezeExcite(keras.layers.Layer):
     def call(self, inputs):
         x = tf.reduce_mean(inputs, axis=(1, 2), keepdims=True)
         x = tf.nn.relu(self.reduce(x))
+        if self.gate == "relu6":  # 6 * hard_sigmoid, the + 3 in the expand bias: for exports, see deploy.folding
+            return inputs * tf.nn.relu6(self.expand(x))
         return inputs * hard_sigmoid(self.expand(x))
 
     def get_config(self):
-        return {**super().get_config(), "squeeze_channels": self.squeeze_channels}
+        return {**super().get_config(), "squeeze_channels": self.squeeze_channels, "gate": self.gate}
 
 
 @register

@@ -176,3 +176,10 @@ def test_hard_swish_scale_folds_into_the_next_kernels_exactly(name):
     images = random_pixels(8, seed=4)
     expected = model(images, training=False).numpy()
     assert np.abs(folded(images, training=False).numpy() - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_flat_graph_of_the_folded_v3_computes_the_same():
+    folded = fold_hard_swish_scale(trained_like("mobilenetv3_small"))
+    images = random_pixels(4, seed=5)
+    expected = folded(images, training=False).numpy()
+    np.testing.assert_allclose(flatten(folded)(images, training=False), expected, atol=1e-4 * np.abs(expected).max())

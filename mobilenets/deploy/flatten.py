@@ -93,9 +93,11 @@ def _squeeze_excite(graph, layer, x, prefix):
     gate = graph.copy(layer.reduce, gate, f"{prefix}_reduce")
     gate = keras.layers.ReLU(name=graph.unique(f"{prefix}_relu"))(gate)
     kernel, bias = layer.expand.get_weights()
-    gate = graph.copy(layer.expand, gate, f"{prefix}_expand", weights=[kernel, bias + 3.0])
+    scaled = layer.gate == "relu6"  # already relu6(expand + 3) = 6 * hard_sigmoid (deploy.folding)
+    gate = graph.copy(layer.expand, gate, f"{prefix}_expand", weights=[kernel, bias if scaled else bias + 3.0])
     gate = keras.layers.ReLU(6.0, name=graph.unique(f"{prefix}_relu6"))(gate)
-    gate = keras.layers.Rescaling(1.0 / 6.0, name=graph.unique(f"{prefix}_hard_sigmoid"))(gate)
+    if not scaled:
+        gate = keras.layers.Rescaling(1.0 / 6.0, name=graph.unique(f"{prefix}_hard_sigmoid"))(gate)
     return keras.layers.Multiply(name=graph.unique(f"{prefix}_excite"))([x, gate])
 
 

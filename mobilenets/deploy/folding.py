@@ -136,9 +136,12 @@ def fold_hard_swish_scale(model):
     takes three (MUL by 1/6, ADD+RELU6, MUL), each a pass over the tensor.
     6 * h-swish(x) = x * relu6(x + 3) takes two; the 1/6 goes into the kernel
     of every conv or dense layer that reads it (through the squeeze-excite's
-    average and gate, which commute with a scale). Where a scaled tensor
-    reaches a residual add, the projection's BatchNorm scales the other
-    operand alike. For int8 exports: in float32 the fused HARD_SWISH is faster.
+    average and gate, which commute with a scale). The squeeze-excite gate
+    likewise becomes relu6(expand(z) + 3) = 6 * hard_sigmoid, its + 3 in the
+    expand bias (one fused CONV_2D+RELU6 instead of a conv, an ADD and a MUL).
+    Where a scaled tensor reaches a residual add, the projection's BatchNorm
+    scales the other operand alike. For int8 exports: in float32 the fused
+    HARD_SWISH is faster.
     """
     copy = keras.models.clone_model(model)
     copy.set_weights(model.get_weights())
@@ -151,8 +154,13 @@ def fold_hard_swish_scale(model):
                 scale = 6.0 if _times_six(layer.expand) else 1.0
             _scale_kernel(layer.depthwise.conv, 1.0 / scale)
             scale = 6.0 if _times_six(layer.depthwise) else 1.0
-            if layer.squeeze_excite is not None:
-                _scale_kernel(layer.squeeze_excite.reduce, 1.0 / scale)  # its output: scale * input * gate
+            excite = layer.squeeze_excite
+            if excite is not None:  # its output: scale * input * gate, and the gate becomes 6 * hard_sigmoid
+                _scale_kernel(excite.reduce, 1.0 / scale)
+                kernel, bias = excite.expand.get_weights()
+                excite.expand.set_weights([kernel, bias + 3.0])
+                excite.gate = "relu6"
+                scale *= 6.0
             _scale_kernel(layer.project.conv, 1.0 / scale)
             scale = stream if layer.has_residual else 1.0
             if scale != 1.0:
