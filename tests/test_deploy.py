@@ -10,11 +10,10 @@ import functools
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
 import export_tflite
-from mobilenets import build_model, list_models, runs
+from mobilenets import build_model, list_models
 from mobilenets.condense import condense, learned_group_convs
 from mobilenets.data import make_dataset
 from mobilenets.deploy import profile
@@ -26,12 +25,10 @@ from mobilenets.deploy.litert import op_summary
 from mobilenets.flops import count, leaf_layers
 from mobilenets.layers import Activation, ChannelShuffle, ConvBNAct, DepthwiseBNAct
 from mobilenets.training.precise_bn import recompute_batch_norm_statistics
+from test_evaluate import write_run
+from test_export import random_pixels
 
 SMALL = {"num_classes": 10, "config": "cifar", "width_multiplier": 0.35}
-
-
-def random_pixels(count, seed=0):
-    return np.random.default_rng(seed).uniform(0, 255, (count, 32, 32, 3)).astype(np.float32)
 
 
 def fit_classifier(model):
@@ -75,11 +72,6 @@ def test_float32_v3_keeps_the_fused_hard_swish(tmp_path):
     report = export(trained_like("mobilenetv3_small"), tmp_path / "v3.tflite", latency_runs=2, parity_images=4)
     assert report.ops["HARD_SWISH"] > 0 and report.undelegated == {}
     assert report.parity.max_abs_diff <= FLOAT32_TOLERANCE * max(1.0, report.parity.max_abs_logit)
-
-
-def write_run(run_dir, model, spec):
-    runs.save_model_spec(str(run_dir), **spec)
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(run_dir / "checkpoints"), 2).save()
 
 
 def test_an_lgc_run_exports_its_deployed_form_and_keep_masks_the_masked_one(tmp_path, capsys):

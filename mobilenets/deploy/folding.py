@@ -93,6 +93,8 @@ def fold_channel_shuffles(model, dense=False):
         and isinstance(before, ConvBNAct) and before.groups == 1 and not before.condense_factor
     }
 
+    after_dense_conv = {block.name for block in shuffled_next.values()}
+
     def replace(layer, input_order):
         if layer.name in shuffled_next:
             source = shuffle_sources(shuffled_next[layer.name].shuffle_groups, layer.filters)
@@ -101,7 +103,7 @@ def fold_channel_shuffles(model, dense=False):
         if not (isinstance(layer, InvertedResidual) and layer.shuffle is not None):
             return None
         if layer.expand is None:
-            if layer.name not in {block.name for block in shuffled_next.values()}:
+            if layer.name not in after_dense_conv:
                 raise ModelError(f"{layer.name}: its input shuffle has no dense conv before it to fold into")
             config = {**layer.get_config(), "shuffle_groups": None, "expanded_channels": layer.expanded_channels}
             return DeployedInvertedResidual.from_config(config), {(): layer.get_weights()}, input_order

@@ -106,21 +106,28 @@ def outputs_softmax(data):
     return False
 
 
-def op_summary(path):
-    """{'CONV_2D+RELU6': 18, ...}: the builtin ops of a .tflite file with fused activations, most frequent first."""
+def op_labels(model):
+    """['QUANTIZE', 'CONV_2D+RELU6', ...]: each op of a ModelT (flatbuffer_utils.read_model), with its fused activation."""
     from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
 
     names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
     activations = {value: key for key, value in vars(schema.ActivationFunctionType).items() if not key.startswith("_")}
-    model = flatbuffer_utils.read_model(path)
-    counts = {}
+    labels = []
     for op in model.subgraphs[0].operators:
         code = model.operatorCodes[op.opcodeIndex]
         name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
         fused = getattr(op.builtinOptions, "fusedActivationFunction", 0)
-        key = name + (f"+{activations[fused]}" if fused else "")
-        counts[key] = counts.get(key, 0) + 1
+        labels.append(name + (f"+{activations[fused]}" if fused else ""))
+    return labels
+
+
+def op_summary(path):
+    """{'CONV_2D+RELU6': 18, ...}: the builtin ops of a .tflite file with fused activations, most frequent first."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    counts = {}
+    for label in op_labels(flatbuffer_utils.read_model(path)):
+        counts[label] = counts.get(label, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 

@@ -29,25 +29,6 @@ class OpTime:
     delegated: bool
 
 
-def _schema():
-    from tensorflow.lite.python import schema_py_generated as schema
-
-    return schema
-
-
-def _op_names(model):
-    schema = _schema()
-    names = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
-    activations = {value: key for key, value in vars(schema.ActivationFunctionType).items() if not key.startswith("_")}
-    labels = []
-    for op in model.subgraphs[0].operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        name = names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
-        fused = getattr(op.builtinOptions, "fusedActivationFunction", 0)
-        labels.append(name + (f"+{activations[fused]}" if fused else ""))
-    return labels
-
-
 def _has_data(model, tensor):
     data = model.buffers[tensor.buffer].data if tensor.buffer < len(model.buffers) else None
     return data is not None and len(data) > 0
@@ -55,7 +36,8 @@ def _has_data(model, tensor):
 
 def single_op_model(model, index):
     """A ModelT holding op `index` of `model` alone: constants kept, other inputs become model inputs."""
-    schema = _schema()
+    from tensorflow.lite.python import schema_py_generated as schema
+
     graph = model.subgraphs[0]
     op = graph.operators[index]
     single = schema.ModelT()
@@ -71,14 +53,11 @@ def single_op_model(model, index):
             return old
         if old not in renumber:
             tensor = copy.copy(graph.tensors[old])
-            if _has_data(model, tensor):
-                single.buffers.append(model.buffers[tensor.buffer])
-                tensor.buffer = len(single.buffers) - 1
-            else:
-                single.buffers.append(schema.BufferT())
-                tensor.buffer = len(single.buffers) - 1
-                if old not in op.outputs:
-                    sub.inputs.append(len(sub.tensors))
+            constant = _has_data(model, tensor)
+            single.buffers.append(model.buffers[tensor.buffer] if constant else schema.BufferT())
+            tensor.buffer = len(single.buffers) - 1
+            if not constant and old not in op.outputs:
+                sub.inputs.append(len(sub.tensors))
             renumber[old] = len(sub.tensors)
             sub.tensors.append(tensor)
         return renumber[old]
@@ -134,7 +113,7 @@ def profile(path, threads=1, runs=50, warmup=5, seed=0):
     from ai_edge_litert.interpreter import Interpreter
     from tensorflow.lite.tools import flatbuffer_utils
 
-    from mobilenets.deploy.litert import undelegated_ops
+    from mobilenets.deploy.litert import op_labels, undelegated_ops
 
     rng = np.random.default_rng(seed)
     whole = Interpreter(model_path=path, num_threads=threads)  # first: it says clearly what is wrong with a file
@@ -144,7 +123,7 @@ def profile(path, threads=1, runs=50, warmup=5, seed=0):
     whole_ms = _time_ms(whole, runs, warmup)
     partitions = sum(node["op_name"] == "DELEGATE" for node in whole._get_ops_details())
     left = undelegated_ops(whole)
-    labels = _op_names(model)
+    labels = op_labels(model)
     graph = model.subgraphs[0]
     rows = []
     for index, (op, label) in enumerate(zip(graph.operators, labels)):
