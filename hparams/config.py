@@ -6,7 +6,7 @@ Each value lives in exactly one place:
     data            dataset, input pipeline, augmentation
     optimizer       optimizer and its own constants (learning rate, momentum, ...)
     schedule        epochs, batch size, learning-rate schedule
-    regularization  weight decay and label smoothing (loss/update terms, not architecture)
+    regularization  weight decay, label smoothing, weight EMA (loss/update terms, not architecture)
     lgc             learned-group-convolution training (group lasso, condensation schedule)
     run             where and how a run executes (run dir, seed, strategy, precision, logging)
 
@@ -40,6 +40,11 @@ MODEL_NAMES = (
     "mobilenetv2_lgc_proj",
     "mobilenetv2_gc_lgc",
     "igcv3",
+    "mobilenetv4_conv_small",
+    "mobilenetv4_conv_medium",
+    "mobilenetv4_conv_large",
+    "mobilenetv4_hybrid_medium",
+    "mobilenetv4_hybrid_large",
 )
 # The models whose 1x1 convolutions are learned group convolutions (CondenseNet, Huang et al. 2018).
 LGC_MODEL_NAMES = ("mobilenetv2_lgc", "mobilenetv2_lgc_proj", "mobilenetv2_gc_lgc")
@@ -138,6 +143,8 @@ class ModelConfig(_Section):
     pretrained weights: 'imagenet' (keras.applications' download), a keras.applications .h5
     file, or a run directory of ours; the classifier ('logits') is new unless the classes are
     ImageNet's 1000. LGC models take MobileNetV2's (each LGC kernel is a masked dense kernel).
+    drop_path_rate: stochastic depth (Huang et al. 2016) of the last block; block i of N drops
+    its residual branch at drop_path_rate * i / N in training (the Model Garden's linear rule).
     The names match `mobilenets.registry.build_model`'s keyword arguments (input_size is
     input_shape=(input_size, input_size, 3)).
     """
@@ -155,6 +162,7 @@ class ModelConfig(_Section):
     normalization: Literal["inception", "imagenet", "cifar10", "cifar100", "none"] = "inception"
     bn_momentum: float = 0.99
     weights: Optional[str] = None
+    drop_path_rate: float = 0.0
 
     def _check(self):
         self._require(self.weights is None or self.weights != "", "weights",
@@ -167,6 +175,7 @@ class ModelConfig(_Section):
         self._require(self.groups is None or self.groups >= 1, "groups", ">= 1 or null")
         self._require(self.condense_factor is None or self.condense_factor >= 1, "condense_factor", ">= 1 or null")
         self._require(0 <= self.bn_momentum < 1, "bn_momentum", "in [0, 1)")
+        self._require(0 <= self.drop_path_rate < 1, "drop_path_rate", "in [0, 1) (0 turns stochastic depth off)")
 
     @property
     def is_lgc(self):
@@ -189,6 +198,18 @@ class DataConfig(_Section):
     memory. shuffle_buffer: examples in the shuffle buffer. eval_crop_fraction: central crop kept
     before resizing at evaluation (0.875 for ImageNet; 1.0 keeps the whole image).
     synthetic_examples: examples per epoch of the 'synthetic' dataset.
+
+    Extra training augmentations, after `augmentation` (mobilenets/data/augment.py, autoaugment.py,
+    mixing.py; each off at its default): auto_augment: 'none'; 'autoaugment' (the ImageNet
+    policy of Cubuk et al. 2019); 'randaugment' (Cubuk et al. 2020, timm's definition:
+    randaugment_layers ops N per image, each applied with probability 0.5, at
+    randaugment_magnitude M on the 0..10 scale, plus Gaussian noise of randaugment_magnitude_std).
+    random_erasing: probability of erasing one random rectangle (Zhong et al. 2020) of
+    random_erasing_min_area..random_erasing_max_area of the image with random pixels.
+    mixup_alpha / cutmix_alpha: Beta(alpha, alpha) of Mixup (Zhang et al. 2018) / CutMix (Yun et
+    al. 2019) on the batch, 0 = off; mix_probability: chance a batch is mixed;
+    mix_switch_probability: chance of CutMix rather than Mixup when both are on. With either on,
+    labels become soft (regularization.label_smoothing is applied before mixing).
     """
 
     SECTION = "data"
@@ -200,6 +221,17 @@ class DataConfig(_Section):
     shuffle_buffer: int = 10000
     eval_crop_fraction: float = 0.875
     synthetic_examples: int = 512
+    auto_augment: Literal["none", "autoaugment", "randaugment"] = "none"
+    randaugment_layers: int = 2
+    randaugment_magnitude: float = 9.0
+    randaugment_magnitude_std: float = 0.0
+    random_erasing: float = 0.0
+    random_erasing_min_area: float = 0.02
+    random_erasing_max_area: float = 0.33
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_probability: float = 1.0
+    mix_switch_probability: float = 0.5
 
     def _check(self):
         self._require(self.data_dir is None or self.data_dir != "", "data_dir", "a path or null")
@@ -209,14 +241,30 @@ class DataConfig(_Section):
         self._require(self.shuffle_buffer >= 1, "shuffle_buffer", ">= 1")
         self._require(0 < self.eval_crop_fraction <= 1, "eval_crop_fraction", "in (0, 1]")
         self._require(self.synthetic_examples >= 1, "synthetic_examples", ">= 1")
+        self._require(1 <= self.randaugment_layers <= 10, "randaugment_layers", "in [1, 10] (ops per image)")
+        self._require(0 <= self.randaugment_magnitude <= 10, "randaugment_magnitude",
+                      "in [0, 10] (10 is the strongest)")
+        self._require(self.randaugment_magnitude_std >= 0, "randaugment_magnitude_std", ">= 0")
+        self._require(0 <= self.random_erasing <= 1, "random_erasing", "a probability in [0, 1]")
+        self._require(0 < self.random_erasing_min_area <= self.random_erasing_max_area, "random_erasing_min_area",
+                      f"in (0, random_erasing_max_area={self.random_erasing_max_area:g}]")
+        self._require(self.random_erasing_max_area < 1, "random_erasing_max_area",
+                      "in (0, 1) (a fraction of the image)")
+        self._require(self.mixup_alpha >= 0, "mixup_alpha", ">= 0 (0 turns Mixup off)")
+        self._require(self.cutmix_alpha >= 0, "cutmix_alpha", ">= 0 (0 turns CutMix off)")
+        self._require(0 <= self.mix_probability <= 1, "mix_probability", "a probability in [0, 1]")
+        self._require(0 <= self.mix_switch_probability <= 1, "mix_switch_probability", "a probability in [0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig(_Section):
     """Optimizer.
 
-    name: 'sgd', 'adam' or 'rmsprop'. lr: peak learning rate (reached after warm-up) for
-    `schedule.batch_size`. momentum: SGD / RMSProp momentum; Adam's beta_1. nesterov: Nesterov
+    name: 'sgd', 'adam', 'adamw' or 'rmsprop'. 'adamw' is Adam with decoupled weight decay
+    (Loshchilov & Hutter 2019, tf_keras AdamW): regularization.weight_decay then shrinks the
+    weights by lr * weight_decay * w each step (lr-scaled, as PyTorch's and the TF Model Garden's
+    AdamW) instead of entering the loss as an L2 penalty. lr: peak learning rate (reached after
+    warm-up) for `schedule.batch_size`. momentum: SGD / RMSProp momentum; Adam's beta_1. nesterov: Nesterov
     momentum (SGD only). rho: RMSProp's moving-average decay (RMSProp only). epsilon: RMSProp /
     Adam epsilon with tf_keras semantics (RMSProp adds it *inside* the square root, as TF does;
     PyTorch's eps sits outside: torchvision's 0.0316 corresponds to about 1e-3 here).
@@ -224,7 +272,7 @@ class OptimizerConfig(_Section):
     """
 
     SECTION = "optimizer"
-    name: Literal["sgd", "adam", "rmsprop"] = "sgd"
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = False
@@ -283,16 +331,25 @@ class RegularizationConfig(_Section):
     update adds weight_decay * w to the gradient, i.e. a loss of weight_decay / 2 * sum(w ** 2)
     (Keras `regularizers.L2(weight_decay / 2)`). weight_decay_skip_bn_and_bias: do not decay
     BatchNorm parameters and biases. label_smoothing: cross-entropy label smoothing (Szegedy 2016).
+    ema_decay: exponential moving average of the weights (trainable weights and BatchNorm
+    statistics; LGC masks are copied, not averaged), updated after every optimizer step n as
+    tf.train.ExponentialMovingAverage does: avg -= (1 - d_n) * (avg - w); 0 turns it off (the
+    MobileNetV3 paper, sec. 6.1: 0.9998). Validation, best/, evaluation and export then use the
+    averaged weights (mobilenets/training/ema.py). ema_warmup: d_n = min(ema_decay, (1 + n) / (10 + n)),
+    TF's num_updates rule (TF Model Garden's dynamic_decay); false: d_n = ema_decay from the start.
     """
 
     SECTION = "regularization"
     weight_decay: float = 0.0
     weight_decay_skip_bn_and_bias: bool = False
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0
+    ema_warmup: bool = True
 
     def _check(self):
         self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
         self._require(0 <= self.label_smoothing < 1, "label_smoothing", "in [0, 1)")
+        self._require(0 <= self.ema_decay < 1, "ema_decay", "in [0, 1) (0 turns the weight average off)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,7 +3,16 @@
 import tf_keras as keras
 
 from mobilenets.errors import ModelError
-from mobilenets.layers import ChannelShuffle, ConvBNAct, DepthwiseBNAct, SqueezeExcite, make_divisible, register
+from mobilenets.layers import (
+    ChannelShuffle,
+    ConvBNAct,
+    DepthwiseBNAct,
+    LayerScale,
+    ResidualBlock,
+    SqueezeExcite,
+    make_divisible,
+    register,
+)
 
 
 def check_divisible(layer_name, what, channels, divisor, divisor_name="groups"):
@@ -38,7 +47,7 @@ class DepthwiseSeparable(keras.layers.Layer):
 
 
 @register
-class InvertedResidual(keras.layers.Layer):
+class InvertedResidual(ResidualBlock):
     """Inverted residual with linear bottleneck (Sandler et al. 2018, MobileNetV2, table 1).
 
     1x1 expansion -> kxk depthwise -> [squeeze-excite] -> 1x1 linear projection,
@@ -127,10 +136,6 @@ class InvertedResidual(keras.layers.Layer):
         """Channels between the expansion and the projection: t * in, rounded to a multiple of 8."""
         return make_divisible(in_channels * self.expansion)
 
-    @property
-    def has_residual(self):
-        return self.strides == 1 and self.in_channels == self.filters
-
     def expansion_input(self, inputs):
         """What the expansion conv reads: the block's input."""
         return inputs
@@ -145,7 +150,7 @@ class InvertedResidual(keras.layers.Layer):
         if self.squeeze_excite is not None:
             x = self.squeeze_excite(x)
         x = self.project(x, training=training)
-        return inputs + x if self.has_residual else x
+        return self.add_residual(inputs, x, training)
 
     def get_config(self):
         return {
@@ -181,3 +186,132 @@ class IGCV3Block(InvertedResidual):
         kwargs.setdefault("shuffle_groups", groups)
         kwargs.setdefault("expand_activation", None)
         super().__init__(filters, expansion, strides=strides, **kwargs)
+
+
+@register
+class UniversalInvertedBottleneck(ResidualBlock):
+    """Universal inverted bottleneck, UIB (Qin et al. 2024, MobileNetV4, sec. 3.2 and fig. 4).
+
+    [kxk depthwise, BN, linear] -> 1x1 expansion (BN, act) -> [kxk depthwise, BN, act]
+    -> 1x1 linear projection (BN) -> [layer scale] -> + input when shapes match.
+    A kernel size of 0 leaves that depthwise out, which gives the four instances:
+
+        start_dw_kernel  middle_dw_kernel
+        0                k                  inverted bottleneck (IB, MobileNetV2)
+        k                0                  ConvNext-like
+        k                k'                 ExtraDW
+        0                0                  FFN
+
+    The stride goes to the middle depthwise when there is one, else to the
+    starting one (the TF Model Garden's `middle_dw_downsample=True`).
+    """
+
+    def __init__(
+        self,
+        filters,
+        expansion=4.0,
+        start_dw_kernel=0,
+        middle_dw_kernel=3,
+        strides=1,
+        activation="relu",
+        layer_scale=False,
+        layer_scale_init=1e-5,
+        bn_momentum=0.99,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.filters, self.expansion, self.strides, self.activation = filters, expansion, strides, activation
+        self.start_dw_kernel, self.middle_dw_kernel = start_dw_kernel, middle_dw_kernel
+        self.layer_scale, self.layer_scale_init, self.bn_momentum = layer_scale, layer_scale_init, bn_momentum
+        for what, size in (("start_dw_kernel", start_dw_kernel), ("middle_dw_kernel", middle_dw_kernel)):
+            if not isinstance(size, int) or size < 0:
+                raise ModelError(f"{self.name}: {what} must be 0 (no depthwise) or a positive kernel size, got {size!r}")
+        if strides > 1 and not (start_dw_kernel or middle_dw_kernel):
+            raise ModelError(
+                f"{self.name}: a UIB without depthwise convs (FFN) cannot have stride {strides}; "
+                "give it a start_dw_kernel or middle_dw_kernel, or stride 1"
+            )
+        if not (isinstance(expansion, (int, float)) and expansion > 0):
+            raise ModelError(f"{self.name}: expansion must be a positive number, got {expansion!r}")
+
+    def build(self, input_shape):
+        self.in_channels = int(input_shape[-1])
+        self.expanded_channels = make_divisible(self.in_channels * self.expansion)
+        start_strides = 1 if self.middle_dw_kernel else self.strides
+        self.start_dw = None
+        if self.start_dw_kernel:
+            self.start_dw = DepthwiseBNAct(self.start_dw_kernel, start_strides, None, self.bn_momentum, name="start_dw")
+        self.expand = ConvBNAct(self.expanded_channels, 1, activation=self.activation, bn_momentum=self.bn_momentum,
+                                name="expand")
+        self.middle_dw = None
+        if self.middle_dw_kernel:
+            self.middle_dw = DepthwiseBNAct(self.middle_dw_kernel, self.strides, self.activation, self.bn_momentum,
+                                            name="middle_dw")
+        self.project = ConvBNAct(self.filters, 1, activation=None, bn_momentum=self.bn_momentum, name="project")
+        self.scale = LayerScale(self.layer_scale_init, name="layer_scale") if self.layer_scale else None
+        super().build(input_shape)
+
+    def branch(self, inputs, training=None):
+        """Everything but the residual add (where a drop-path would wrap it)."""
+        x = inputs
+        for layer in (self.start_dw, self.expand, self.middle_dw, self.project):
+            if layer is not None:
+                x = layer(x, training=training)
+        return self.scale(x) if self.scale is not None else x
+
+    def call(self, inputs, training=None):
+        return self.add_residual(inputs, self.branch(inputs, training=training), training)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "expansion": self.expansion,
+            "start_dw_kernel": self.start_dw_kernel,
+            "middle_dw_kernel": self.middle_dw_kernel,
+            "strides": self.strides,
+            "activation": self.activation,
+            "layer_scale": self.layer_scale,
+            "layer_scale_init": self.layer_scale_init,
+            "bn_momentum": self.bn_momentum,
+        }
+
+
+@register
+class FusedInvertedBottleneck(ResidualBlock):
+    """Fused inverted bottleneck (Tan & Le 2021, EfficientNetV2, fig. 2; MobileNetV4's second layer).
+
+    A full kxk conv expands (BN, act), a 1x1 linear conv projects (BN), plus
+    the input when shapes match: the expansion and depthwise of an inverted
+    residual fused into one dense conv.
+    """
+
+    def __init__(self, filters, expansion=4.0, kernel_size=3, strides=1, activation="relu", bn_momentum=0.99, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.expansion, self.kernel_size = filters, expansion, kernel_size
+        self.strides, self.activation, self.bn_momentum = strides, activation, bn_momentum
+
+    def build(self, input_shape):
+        self.in_channels = int(input_shape[-1])
+        self.expanded_channels = make_divisible(self.in_channels * self.expansion)
+        self.expand = ConvBNAct(self.expanded_channels, self.kernel_size, self.strides, activation=self.activation,
+                                bn_momentum=self.bn_momentum, name="expand")
+        self.project = ConvBNAct(self.filters, 1, activation=None, bn_momentum=self.bn_momentum, name="project")
+        super().build(input_shape)
+
+    def branch(self, inputs, training=None):
+        return self.project(self.expand(inputs, training=training), training=training)
+
+    def call(self, inputs, training=None):
+        return self.add_residual(inputs, self.branch(inputs, training=training), training)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "expansion": self.expansion,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "activation": self.activation,
+            "bn_momentum": self.bn_momentum,
+        }

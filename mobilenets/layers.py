@@ -65,11 +65,25 @@ def hard_swish_times_six(x):
     return x * tf.nn.relu6(x + 3.0)
 
 
+def gelu(x):
+    """x * Phi(x), the exact (erf) GELU (Hendrycks & Gimpel 2016), as MobileNetV4-Hybrid-Large uses it.
+
+    XNNPACK runs GELU in float32 but not in int8 (LiteRT 2.3). Inside
+    `decomposed_hard_swish()` (what int8 exports trace) it is written as
+    x * sigmoid(1.702 x) (the paper's sigmoid approximation, |error| < 0.021):
+    MUL, LOGISTIC and MUL, which XNNPACK runs in int8.
+    """
+    if _HARD_SWISH["decomposed"]:
+        return x * tf.sigmoid(1.702 * x)
+    return tf.nn.gelu(x)
+
+
 ACTIVATIONS = {
     "relu": tf.nn.relu,
     "relu6": tf.nn.relu6,
     "hswish": hard_swish,
     "hswish_x6": hard_swish_times_six,
+    "gelu": gelu,
     None: None,
 }
 
@@ -82,7 +96,7 @@ def get_activation(name):
 
 @register
 class Activation(keras.layers.Layer):
-    """Element-wise activation by name: 'relu', 'relu6' or 'hswish'."""
+    """Element-wise activation by name: 'relu', 'relu6', 'hswish' or 'gelu'."""
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
@@ -361,3 +375,73 @@ class LearnedGroupConv(keras.layers.Layer):
             "groups": self.groups,
             "condense_factor": self.condense_factor,
         }
+
+
+@register
+class LayerScale(keras.layers.Layer):
+    """Per-channel learned scale of a residual branch, initialized small (Touvron et al. 2021, CaiT;
+    MobileNetV4's hybrid models, Qin et al. 2024, sec. 5, with init 1e-5 as in the TF Model Garden)."""
+
+    def __init__(self, init_value=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.init_value = float(init_value)
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(
+            "gamma", (int(input_shape[-1]),), initializer=keras.initializers.Constant(self.init_value), trainable=True
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return inputs * tf.cast(self.gamma, inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "init_value": self.init_value}
+
+
+@register
+class DropPath(keras.layers.Dropout):
+    """Stochastic depth: drops a residual branch for whole examples at `rate` in training and scales
+    the kept ones by 1 / (1 - rate); the identity at inference (Huang et al. 2016, "Deep Networks
+    with Stochastic Depth"; per example as timm's and the Model Garden's drop path). A Dropout with
+    noise shape (batch, 1, 1, 1), so the trainer reseeds it like any dropout."""
+
+    def __init__(self, rate, **kwargs):
+        kwargs.pop("noise_shape", None)
+        super().__init__(rate, **kwargs)
+
+    def _get_noise_shape(self, inputs):
+        return tf.concat([tf.shape(inputs)[:1], tf.ones([tf.rank(inputs) - 1], tf.int32)], axis=0)
+
+
+class ResidualBlock(keras.layers.Layer):
+    """A block whose output is its input plus a branch when the shapes match. With drop_path_rate
+    > 0 the branch is dropped per example in training (stochastic depth, see DropPath); subclasses
+    set `strides`, `filters` and, in build, `in_channels` (or override `has_residual`), and end
+    `call` with `self.add_residual(inputs, branch, training)`."""
+
+    def __init__(self, drop_path_rate=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not (isinstance(drop_path_rate, (int, float)) and 0 <= drop_path_rate < 1):
+            raise ModelError(f"{self.name}: drop_path_rate must be in [0, 1), got {drop_path_rate!r}")
+        self.drop_path_rate = float(drop_path_rate)
+
+    def build(self, input_shape):
+        self.drop_path = None
+        if self.drop_path_rate and self.has_residual:
+            self.drop_path = DropPath(self.drop_path_rate, name="drop_path")
+        super().build(input_shape)
+
+    @property
+    def has_residual(self):
+        return self.strides == 1 and self.in_channels == self.filters
+
+    def add_residual(self, inputs, branch, training=None):
+        if not self.has_residual:
+            return branch
+        if self.drop_path is not None:
+            branch = self.drop_path(branch, training=training)
+        return inputs + branch
+
+    def get_config(self):
+        return {**super().get_config(), "drop_path_rate": self.drop_path_rate}

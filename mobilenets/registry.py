@@ -69,9 +69,25 @@ MODELS = {
         specs.MOBILENET_V2, "MobileNetV2, GC expansion + LGC projection", block_options=_gc_expansion_lgc_projection
     ),
     "igcv3": ModelEntry(specs.IGCV3_D, "IGCV3-D: interleaved low-rank group convs", block_options=_igcv3, default_groups=2),
+    "mobilenetv4_conv_small": ModelEntry(specs.MOBILENET_V4_CONV_SMALL, "MobileNetV4-Conv-S: universal inverted bottlenecks"),
+    "mobilenetv4_conv_medium": ModelEntry(specs.MOBILENET_V4_CONV_MEDIUM, "MobileNetV4-Conv-M: UIB, fused IB"),
+    "mobilenetv4_conv_large": ModelEntry(specs.MOBILENET_V4_CONV_LARGE, "MobileNetV4-Conv-L: UIB, fused IB"),
+    "mobilenetv4_hybrid_medium": ModelEntry(specs.MOBILENET_V4_HYBRID_MEDIUM, "MobileNetV4-Hybrid-M: UIB + Mobile MQA"),
+    "mobilenetv4_hybrid_large": ModelEntry(specs.MOBILENET_V4_HYBRID_LARGE, "MobileNetV4-Hybrid-L: UIB + Mobile MQA, GELU"),
 }
 
 CONFIGS = {"imagenet": (224, 224, 3), "cifar": (32, 32, 3)}
+
+
+def native_input_shape(name, config="imagenet"):
+    """The input a model is built for by default: its table's native resolution for 'imagenet'
+    (224, or MobileNetV4's 256 / 384), 32x32 for 'cifar'."""
+    if config not in CONFIGS:
+        raise ModelError(f"unknown config {config!r}; choose one of: {', '.join(CONFIGS)}")
+    if config == "cifar":
+        return CONFIGS[config]
+    size = get_entry(name).arch.input_size
+    return (size, size, 3)
 
 
 def list_models():
@@ -102,21 +118,24 @@ def build_model(
     normalization="inception",
     bn_momentum=0.99,
     weights=None,
+    drop_path_rate=0.0,
 ):
     """Builds a registered model; it takes raw 0..255 pixels and returns logits.
 
-    config: 'imagenet' (default input 224x224) or 'cifar' (32x32, seed strides).
+    config: 'imagenet' (default input: the native resolution, 224x224 but for MobileNetV4-M 256
+    and -L 384) or 'cifar' (32x32, seed strides).
     expansion: replaces every expansion ratio t != 1 (the seed's 'V2 t=4').
     groups / condense_factor: for the GC, LGC and IGCV3 variants (G1 = G2 for IGCV3).
     weights: None, 'imagenet' or a keras.applications weights file (V1/V2/V3 only).
+    drop_path_rate: stochastic depth of the last block, linear over depth (builder.build).
     """
     entry = get_entry(name)
     if config not in CONFIGS:
         raise ModelError(f"unknown config {config!r}; choose one of: {', '.join(CONFIGS)}")
-    input_shape = tuple(input_shape or CONFIGS[config])
+    input_shape = tuple(input_shape or native_input_shape(name, config))
     if expansion is not None and not (isinstance(expansion, (int, float)) and expansion > 0):
         raise ModelError(f"expansion must be a positive number, got {expansion!r}")
-    if entry.arch.stages[1].block == "ds" and expansion is not None:
+    if expansion is not None and not any(stage.block in ("ir", "igcv3") for stage in entry.arch.stages):
         raise ModelError(f"{name} has no expansion ratio; drop expansion= or pick a MobileNetV2-family model")
     groups = entry.default_groups if groups is None else groups
     if not isinstance(groups, int) or groups < 1 or not isinstance(condense_factor, int) or condense_factor < 1:
@@ -131,6 +150,7 @@ def build_model(
         normalization=normalization,
         bn_momentum=bn_momentum,
         block_options=entry.block_options(groups, condense_factor) if entry.block_options else None,
+        drop_path_rate=drop_path_rate,
         name=name,
     )
     if weights is not None:

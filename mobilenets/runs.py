@@ -2,13 +2,16 @@
 
     RUN_DIR/model.json         build_model keyword arguments (rebuilds the architecture)
     RUN_DIR/config.json        the resolved hyperparameters
-    RUN_DIR/checkpoints/       tf.train.Checkpoint (model, optimizer, epoch): the last ones, for resume
-    RUN_DIR/best/              tf.train.Checkpoint of the model with the best validation top-1
+    RUN_DIR/checkpoints/       tf.train.Checkpoint (model, optimizer, epoch; ema/average: the weight
+                               average when regularization.ema_decay > 0): the last ones, for resume
+    RUN_DIR/best/              tf.train.Checkpoint of the model with the best validation top-1 (the
+                               weight average when the run has one: what was validated)
     RUN_DIR/logs/              TensorBoard; RUN_DIR/log.csv per-epoch metrics
 
 Checkpoints are written by tf.train.CheckpointManager, which updates its index
 file only after the data files are complete: a reader always finds the last
-complete checkpoint.
+complete checkpoint. A model loaded from a run of averaged weights gets the averaged weights
+(restore_model), so evaluation, export and conversion use them.
 """
 
 import json
@@ -55,17 +58,26 @@ def latest_checkpoint(run_dir, which="last"):
     return tf.train.latest_checkpoint(os.path.join(run_dir, CHECKPOINTS[which]))
 
 
-def restore_model(model, checkpoint_path):
-    """Loads model weights (LGC masks included) from a tf.train.Checkpoint prefix."""
+AVERAGE = "ema/average/"  # where a training checkpoint keeps the weight average (training/ema.py)
+
+
+def restore_model(model, checkpoint_path, averaged=True):
+    """Loads model weights (LGC masks included) from a tf.train.Checkpoint prefix: the exponential
+    moving average of the weights when the checkpoint holds one and `averaged`, else the trained weights."""
     try:
-        stored = [
-            key
-            for key, _ in tf.train.list_variables(checkpoint_path)
-            if key.startswith("model/") and key.endswith("VARIABLE_VALUE") and "OPTIMIZER_SLOT" not in key
-        ]
+        keys = [key for key, _ in tf.train.list_variables(checkpoint_path)]
+        prefix = AVERAGE if averaged and any(key.startswith(AVERAGE) for key in keys) else "model/"
+        stored = [key for key in keys
+                  if key.startswith(prefix) and key.endswith("VARIABLE_VALUE") and "OPTIMIZER_SLOT" not in key]
         if len(stored) != len(model.variables):
             raise ValueError(f"it holds {len(stored)} model variables, the model has {len(model.variables)}")
-        status = tf.train.Checkpoint(model=model).restore(checkpoint_path)
+        if prefix == AVERAGE:
+            holder = tf.Module(name="ema")
+            holder.average = model
+            root = tf.train.Checkpoint(ema=holder)
+        else:
+            root = tf.train.Checkpoint(model=model)
+        status = root.restore(checkpoint_path)
         status.expect_partial()
         status.assert_existing_objects_matched()
     except (tf.errors.OpError, ValueError, AssertionError, IndexError) as error:  # IndexError: a truncated file
@@ -77,10 +89,11 @@ def restore_model(model, checkpoint_path):
     return model
 
 
-def load_run(run_dir, which="best"):
-    """Rebuilds the model of a run and restores its `which` checkpoint (falls back to 'last')."""
+def load_run(run_dir, which="best", averaged=True):
+    """Rebuilds the model of a run and restores its `which` checkpoint (falls back to 'last'); the
+    averaged weights when the run kept an average and `averaged` (see restore_model)."""
     model = build_model(**load_model_spec(run_dir))
     path = latest_checkpoint(run_dir, which) or latest_checkpoint(run_dir, "last")
     if path is None:
         raise CheckpointError(f"{run_dir} has no checkpoint yet; train first or point at another run")
-    return restore_model(model, path)
+    return restore_model(model, path, averaged)

@@ -1,7 +1,7 @@
 """Prints parameters and multiply-adds for any set of models; plots them with the published top-1.
 
     python -m mobilenets.summary mobilenetv2 igcv3 --dataset cifar100
-    python -m mobilenets.summary --all --markdown
+    python -m mobilenets.summary --all --markdown                        # each at its native resolution
     python -m mobilenets.summary --all --plot docs/models_imagenet.png      # top-1 and params vs multiply-adds
 """
 
@@ -12,10 +12,13 @@ import sys
 DATASETS = {"imagenet": ("imagenet", 1000), "cifar10": ("cifar", 10), "cifar100": ("cifar", 100)}
 
 # Published top-1 (%) at width 1.0, for the plot: ImageNet from the papers (V1 table 8, V2 table 4,
-# V3 tables 3 and 4, IGCV3-D table 4 after retraining), CIFAR from the seed tables (design notes, sec. 3).
+# V3 tables 3 and 4, IGCV3-D table 4 after retraining, V4 table 5), CIFAR from the seed tables (design notes, sec. 3).
 PUBLISHED_TOP1 = {
     "imagenet": {"mobilenetv1": 70.6, "mobilenetv2": 72.0, "mobilenetv3_large": 75.2, "mobilenetv3_small": 67.4,
-                 "mobilenetv3_large_minimalistic": 72.3, "mobilenetv3_small_minimalistic": 61.9, "igcv3": 72.2},
+                 "mobilenetv3_large_minimalistic": 72.3, "mobilenetv3_small_minimalistic": 61.9, "igcv3": 72.2,
+                 # MobileNetV4 (Qin et al. 2024, table 5), at its native 224 / 256 / 384 pixels
+                 "mobilenetv4_conv_small": 73.8, "mobilenetv4_conv_medium": 79.9, "mobilenetv4_conv_large": 82.9,
+                 "mobilenetv4_hybrid_medium": 80.7, "mobilenetv4_hybrid_large": 83.4},
     "cifar100": {"mobilenetv1": 77.10, "mobilenetv2": 77.40, "mobilenetv2_lgc": 76.30, "mobilenetv2_lgc_proj": 77.20,
                  "mobilenetv2_gc_lgc": 76.60, "igcv3": 77.95},
     "cifar10": {"mobilenetv2": 94.56, "igcv3": 94.96},

@@ -243,7 +243,7 @@ def test_cross_field_rules_apply_after_all_overrides():
     ("schedule.batch_size=0", ["schedule.batch_size", ">= 1"]),
     ("schedule.batch_size=64.0", ["schedule.batch_size", "integer"]),
     ("schedule.per_batch=maybe", ["schedule.per_batch", "true or false"]),
-    ("optimizer.name=adamw", ["optimizer.name", "sgd", "adam", "rmsprop", "'adamw'"]),
+    ("optimizer.name=adagrad", ["optimizer.name", "sgd", "adam", "adamw", "rmsprop", "'adagrad'"]),
     ("run.strategy=horovod", ["run.strategy", "default", "mirrored", "multi_worker", "tpu"]),
     ("run.mixed_precision=fp16", ["run.mixed_precision", "mixed_float16", "mixed_bfloat16", "null"]),
     ("schedule.decay=linear", ["schedule.decay", "cosine", "step", "constant"]),

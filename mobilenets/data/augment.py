@@ -5,10 +5,19 @@ float32 (height, width, 3) image in the raw pixel range [0, 255]:
 normalization belongs to the model's first layer, not to the pipeline.
 Randomness is stateless: each augmentation gets a shape-[2] integer `seed`,
 so a pipeline's output is a function of its seed alone.
+
+The geometric augmentations above (AUGMENTATIONS, one per run) are followed by optional extra
+stages on the (height, width) image, built by `image_stages` from the data config:
+AutoAugment or RandAugment (autoaugment.py), then random erasing. Each stage is a function
+(image, seed) -> image that keeps the shape and the [0, 255] range. Mixup / CutMix act on the
+batch (mixing.py).
 """
+
+import math
 
 import tensorflow as tf
 
+from mobilenets.data.autoaugment import auto_augment, rand_augment
 from mobilenets.errors import ConfigError
 
 CIFAR_PADDING = 4
@@ -98,3 +107,61 @@ def get_augmentation(name):
     if name not in AUGMENTATIONS:
         raise ConfigError(f"unknown augmentation '{name}'; choose one of {sorted(AUGMENTATIONS)}")
     return AUGMENTATIONS[name]
+
+
+# ----- extra per-image stages ----------------------------------------------------------------------
+
+AUTO_AUGMENTS = ("none", "autoaugment", "randaugment")
+ERASING_AREA = (0.02, 0.33)  # torchvision's RandomErasing scale; Zhong et al. 2020 use (0.02, 0.4)
+ERASING_ASPECT = (0.3, 1 / 0.3)  # Zhong et al.'s r1 = 0.3, and 1 / r1
+ERASING_ATTEMPTS = 10  # timm and torchvision try 10 rectangles, then leave the image as it is
+
+
+def random_erasing(image, seed, probability, area=ERASING_AREA, aspect=ERASING_ASPECT, attempts=ERASING_ATTEMPTS):
+    """Random erasing (Zhong et al. 2020, Algorithm 1): with `probability`, one rectangle of
+    `area` (fractions of the image) and aspect ratio in `aspect` (log-uniform, as timm and
+    torchvision draw it), placed uniformly inside the image, is filled with random values in
+    [0, 255] (the paper's fill). The first of `attempts` drawn sizes that fits is used; when none
+    fits, the image is unchanged."""
+    shape = image.shape
+    image = tf.cast(image, tf.float32)
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    size_seed, place_seed, fill_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+    draws = tf.random.stateless_uniform([attempts, 2], size_seed)
+    target = tf.cast(height * width, tf.float32) * (area[0] + (area[1] - area[0]) * draws[:, 0])
+    ratio = tf.exp(math.log(aspect[0]) + (math.log(aspect[1]) - math.log(aspect[0])) * draws[:, 1])
+    erase_h = tf.cast(tf.round(tf.sqrt(target * ratio)), tf.int32)
+    erase_w = tf.cast(tf.round(tf.sqrt(target / ratio)), tf.int32)
+    fits = (erase_h >= 1) & (erase_w >= 1) & (erase_h < height) & (erase_w < width)
+    first = tf.argmax(tf.cast(fits, tf.int32), output_type=tf.int32)
+    erase_h, erase_w = erase_h[first], erase_w[first]
+    place = tf.random.stateless_uniform([3], place_seed)
+    top = tf.minimum(tf.cast(place[0] * tf.cast(height - erase_h + 1, tf.float32), tf.int32), height - erase_h)
+    left = tf.minimum(tf.cast(place[1] * tf.cast(width - erase_w + 1, tf.float32), tf.int32), width - erase_w)
+    rows, cols = tf.range(height), tf.range(width)
+    inside = (((rows >= top) & (rows < top + erase_h))[:, None] & ((cols >= left) & (cols < left + erase_w))[None, :])
+    erase = inside & tf.reduce_any(fits) & (place[2] < probability)
+    fill = tf.random.stateless_uniform(tf.shape(image), fill_seed, 0.0, 255.0)
+    out = tf.where(erase[:, :, None], fill, image)
+    out.set_shape(shape)
+    return out
+
+
+def image_stages(auto_augment_name="none", randaugment_layers=2, randaugment_magnitude=9.0,
+                 randaugment_magnitude_std=0.0, random_erasing_probability=0.0, random_erasing_area=ERASING_AREA):
+    """The extra per-image stages, in order: functions (image, seed) -> image for make_dataset's
+    `stages`. auto_augment_name: 'none', 'autoaugment' (the ImageNet policy) or 'randaugment'
+    (N = randaugment_layers, M = randaugment_magnitude on 0..10); random_erasing_probability:
+    0 leaves it out."""
+    if auto_augment_name not in AUTO_AUGMENTS:
+        raise ConfigError(f"unknown auto_augment '{auto_augment_name}'; choose one of {list(AUTO_AUGMENTS)}")
+    stages = []
+    if auto_augment_name == "autoaugment":
+        stages.append(auto_augment)
+    elif auto_augment_name == "randaugment":
+        layers, magnitude, std = int(randaugment_layers), float(randaugment_magnitude), float(randaugment_magnitude_std)
+        stages.append(lambda image, seed: rand_augment(image, seed, layers, magnitude, std))
+    if random_erasing_probability > 0:
+        probability, area = float(random_erasing_probability), tuple(float(a) for a in random_erasing_area)
+        stages.append(lambda image, seed: random_erasing(image, seed, probability, area))
+    return tuple(stages)

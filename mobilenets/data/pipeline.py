@@ -6,6 +6,13 @@ pixel range [0, 255] (the model normalizes in its first layer), labels int32
 of shape (batch,). Training: seeded shuffle that changes every epoch,
 augmentation, `drop_remainder=True`. Evaluation: file order, no augmentation,
 every example kept.
+
+Training augmentation, in order: the geometric transform `augment` (crop, flip, resize), the
+extra per-image `stages` (AutoAugment / RandAugment, random erasing: augment.image_stages), then
+on the batch `mix` (Mixup / CutMix: mixing.MixupCutmix), which turns the labels into soft ones,
+float32 (batch, classes). Every draw is stateless: each example gets a seed pair from the
+pipeline's seed, the geometric transform uses it as it is (so runs without the extra stages
+are unchanged), stage k uses it folded with k, the batch mixing folded with MIX_STREAM.
 """
 
 import inspect
@@ -29,6 +36,7 @@ SOURCES = {
 ALIASES = {"imagenet": "imagenet2012", "cifar-10": "cifar10", "cifar-100": "cifar100"}
 DEFAULT_SHUFFLE_BUFFER = 10_000  # for records too large to shuffle a whole split at once
 DEFAULT_IMAGE_SIZE = (224, 224)  # when the images have no common native size
+MIX_STREAM = 1000  # seed stream of the batch mixing (stage k of `stages` uses stream k)
 
 
 def list_datasets():
@@ -60,9 +68,11 @@ def make_dataset(
     augment=None,
     eval_crop_fraction=None,
     shuffle_buffer=None,
+    stages=(),
+    mix=None,
     **options,
 ):
-    """A tf.data.Dataset of (images float32 (B, H, W, 3) in [0, 255], labels int32 (B,)).
+    """A tf.data.Dataset of (images float32 (B, H, W, 3) in [0, 255], labels int32 (B,); float32 (B, C) with `mix`).
 
     name: one of `list_datasets()`; split: 'train', 'validation'/'val' or 'test'
         (CIFAR's 'validation' is its test set).
@@ -73,6 +83,10 @@ def make_dataset(
     augment: training augmentation, a key of AUGMENTATIONS (default per dataset).
     eval_crop_fraction: evaluation central crop (default per dataset: 1.0 CIFAR, 0.875 ImageNet).
     shuffle_buffer: default: the whole split when records are small, else 10,000.
+    stages: training only: extra per-image augmentations after `augment`, functions
+        (image float32 (H, W, 3) in [0, 255], seed shape [2]) -> image (augment.image_stages).
+    mix: training only: a batch augmentation (images, int labels, seeds (B, 2)) -> (images,
+        soft labels (B, C)), e.g. mixing.MixupCutmix; the labels come out float32 (B, C).
     options: source-specific, e.g. download (CIFAR), label_offset / manual_dir
         (ImageNet), validate (folder trees), validation_fraction / split_seed
         (npz, folder trees), num_classes / num_examples (synthetic).
@@ -104,10 +118,17 @@ def make_dataset(
         # One stateless seed pair per example, new every epoch, fixed by `seed`.
         seed_pairs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         shuffled = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        images = tf.data.Dataset.zip((shuffled, seed_pairs)).map(
-            lambda example, seed_pair: (transform(decode(example[0]), size, seed_pair), example[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        stages = tuple(stages)
+
+        def augment_example(example, seed_pair):
+            image = transform(decode(example[0]), size, seed_pair)
+            for stream, stage in enumerate(stages, 1):
+                image = stage(image, tf.random.experimental.stateless_fold_in(seed_pair, stream))
+            if mix is None:
+                return image, example[1]
+            return image, example[1], tf.random.experimental.stateless_fold_in(seed_pair, MIX_STREAM)
+
+        images = tf.data.Dataset.zip((shuffled, seed_pairs)).map(augment_example, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         images = examples.map(
             lambda record, label: (center_crop(decode(record), size, fraction), label),
@@ -116,6 +137,8 @@ def make_dataset(
     if source.skip_errors:
         images = images.ignore_errors()
     batches = images.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+    if training and mix is not None:
+        batches = batches.map(mix, num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 

@@ -59,6 +59,7 @@ from mobilenets.deploy.litert import (
     random_images,
     undelegated_ops,
 )
+from mobilenets.attention import has_attention
 from mobilenets.deploy import litert
 from mobilenets.deploy import metadata as tflite_metadata
 from mobilenets.registry import build_model, list_models
@@ -285,7 +286,12 @@ def convert(model, mode="none", calibration_images=None, int8_io=False, probabil
         if int8_io or uint8_io:
             converter.inference_input_type = converter.inference_output_type = tf.int8 if int8_io else tf.uint8
     try:
-        flatbuffer = converter.convert()
+        if mode in INTEGER_MODES and has_attention(model):  # XNNPACK has no int8 batch matmul or softmax
+            from mobilenets.deploy.quantization import convert_int8_float_attention
+
+            flatbuffer = convert_int8_float_attention(converter)
+        else:
+            flatbuffer = converter.convert()
     except Exception as error:  # ConverterError, and ValueError/RuntimeError from calibration
         raise _converter_error(model, mode, error) from None
     return append_float_softmax(flatbuffer) if softmax_after else flatbuffer

@@ -14,6 +14,9 @@ are, and each layer of this package becomes the standard layers it computes:
                                -> Rescaling(1/6) -> Multiply: the hard sigmoid relu6(z + 3) / 6
     ChannelShuffle             Reshape -> Permute -> Reshape
     blocks                     their sublayers in call order, Add for the residual
+    LayerScale (MobileNetV4)   folded into the projection's BatchNorm (UIB) or the output conv (Mobile MQA)
+    MobileMQA                  BatchNorm as a 1x1 DepthwiseConv2D with bias; query / key / value convs;
+                               AttentionCore (reshape, matmul, softmax; copied) -> output conv -> Add
 
 Normalize, ChannelGather and the h-swish `Activation` stay (copied):
 `mobilenets.deploy.quantization` gives them QuantizeConfigs. Weights are copied, so
@@ -24,7 +27,8 @@ flat == original for every registered model.
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.blocks import DepthwiseSeparable, InvertedResidual
+from mobilenets.attention import AttentionCore, MobileMQA
+from mobilenets.blocks import DepthwiseSeparable, FusedInvertedBottleneck, InvertedResidual, UniversalInvertedBottleneck
 from mobilenets.errors import ExportError
 from mobilenets.layers import (
     Activation,
@@ -138,6 +142,53 @@ def _inverted_residual(graph, layer, x, prefix):
     return y
 
 
+def _conv_bn_scaled(graph, layer, x, prefix, scale):
+    """A linear ConvBNAct whose output is multiplied per channel by `scale` (layer scale): gamma and beta times it."""
+    x = graph.copy(layer.conv, x, f"{prefix}_conv")
+    gamma, beta, mean, variance = layer.bn.get_weights()
+    return graph.copy(layer.bn, x, f"{prefix}_bn", weights=[gamma * scale, beta * scale, mean, variance])
+
+
+def _universal_inverted_bottleneck(graph, layer, x, prefix):
+    """UIB (MobileNetV4): its convs in call order, the layer scale folded into the projection's BatchNorm."""
+    y = _sublayers(graph, x, prefix, layer.start_dw, layer.expand, layer.middle_dw)
+    if layer.scale is not None:
+        y = _conv_bn_scaled(graph, layer.project, y, f"{prefix}_project", layer.scale.gamma.numpy())
+    else:
+        y = _sublayers(graph, y, prefix, layer.project)
+    if layer.has_residual:
+        y = keras.layers.Add(name=graph.unique(f"{prefix}_add"))([x, y])
+    return y
+
+
+def _fused_inverted_bottleneck(graph, layer, x, prefix):
+    y = _sublayers(graph, x, prefix, layer.expand, layer.project)
+    if layer.has_residual:
+        y = keras.layers.Add(name=graph.unique(f"{prefix}_add"))([x, y])
+    return y
+
+
+def _mobile_mqa(graph, layer, x, prefix):
+    """Mobile MQA: the input BatchNorm as a per-channel affine 1x1 depthwise conv (exact, and tfmot quantizes it),
+    the attention's reshapes/matmuls/softmax in one AttentionCore, the layer scale in the output conv."""
+    gamma, beta, mean, variance = layer.norm.get_weights()
+    factor = gamma / (variance + layer.norm.epsilon) ** 0.5
+    affine = keras.layers.DepthwiseConv2D(1, use_bias=True, name=graph.unique(f"{prefix}_norm"))
+    y = graph.apply(affine, x, [factor.reshape(1, 1, -1, 1), beta - mean * factor])
+    query = graph.copy(layer.query, y, f"{prefix}_query")
+    key = _sublayers(graph, y, prefix, layer.key_dw)
+    value = _sublayers(graph, y, prefix, layer.value_dw)
+    key = graph.copy(layer.key, key, f"{prefix}_key")
+    value = graph.copy(layer.value, value, f"{prefix}_value")
+    core = AttentionCore(layer.heads, layer.key_dim, layer.value_dim, name=graph.unique(f"{prefix}_attention"))
+    out = core([query, key, value])
+    (kernel,) = layer.output_proj.get_weights()
+    if layer.scale is not None:
+        kernel = kernel * layer.scale.gamma.numpy()
+    out = graph.copy(layer.output_proj, out, f"{prefix}_output", weights=[kernel])
+    return keras.layers.Add(name=graph.unique(f"{prefix}_add"))([x, out])
+
+
 def _copy_custom(graph, layer, x, prefix):
     return graph.copy(layer, x, prefix)
 
@@ -158,6 +209,9 @@ EXPANDERS = {
     LearnedGroupConv: _learned_group_conv,
     DepthwiseSeparable: _depthwise_separable,
     InvertedResidual: _inverted_residual,
+    UniversalInvertedBottleneck: _universal_inverted_bottleneck,
+    FusedInvertedBottleneck: _fused_inverted_bottleneck,
+    MobileMQA: _mobile_mqa,
 }
 
 

@@ -12,6 +12,8 @@ with our own QuantizeConfigs (tfmot guide, "Quantize custom Keras layer"):
         OutputQuantizeConfig: an 8-bit output, as tfmot's activations
     ChannelGather
         PassThroughQuantizeConfig: it moves channels, the range stays
+    AttentionCore (Mobile MQA's matmuls and softmax, MobileNetV4 hybrids)
+        OutputQuantizeConfig
 
 (Reshape and Permute, the channel shuffle, pass ranges through in tfmot's own
 registry.) The activation ranges start at the float model's (`initialize_ranges`),
@@ -30,6 +32,7 @@ import tf_keras as keras
 
 from mobilenets.errors import ExportError
 from mobilenets.deploy.flatten import flatten
+from mobilenets.attention import AttentionCore
 from mobilenets.layers import Activation, ChannelGather, Normalize
 
 quantize = tfmot.quantization.keras
@@ -73,6 +76,7 @@ QUANTIZE_CONFIGS = {
     keras.layers.Multiply: OutputQuantizeConfig,
     keras.layers.Rescaling: OutputQuantizeConfig,
     ChannelGather: PassThroughQuantizeConfig,
+    AttentionCore: OutputQuantizeConfig,  # Mobile MQA's reshapes, matmuls and softmax; its convs are tfmot's
 }
 # What quantize_apply deserializes besides tfmot's own (our layers are registered Keras serializables).
 SCOPE = {"OutputQuantizeConfig": OutputQuantizeConfig, "PassThroughQuantizeConfig": PassThroughQuantizeConfig}
@@ -150,6 +154,34 @@ def quantize_aware_model(model, calibration_images=None):
     if calibration_images is not None:
         initialize_ranges(student, flat, calibration_images)
     return student
+
+
+# Mobile MQA's attention (MobileNetV4 hybrids): XNNPACK (LiteRT 2.3) runs neither op in int8 with two
+# activation inputs, but both in float32, so int8 files keep them in float (QUANTIZE / DEQUANTIZE around).
+FLOAT_ATTENTION_OPS = ("BATCH_MATMUL", "SOFTMAX")
+
+
+def convert_int8_float_attention(converter):
+    """Full-integer conversion except the attention's matmuls and softmax, kept in float32: every op of a
+    MobileNetV4 hybrid then runs in XNNPACK. `converter`: set up for int8 (optimizations, representative
+    dataset, inference input/output types) by the caller. As tf.lite.experimental.QuantizationDebugger
+    does with `denylisted_ops`, without its debug conversions: calibrate, then quantize but those ops.
+    """
+    from tensorflow.lite.python import convert as lite_convert  # mlir_quantize: not in tf.lite's public API
+
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    integer_io = converter.inference_input_type in (tf.int8, tf.uint8)  # else float in and out, int8 inside
+    return lite_convert.mlir_quantize(
+        calibrated,
+        disable_per_channel=converter._experimental_disable_per_channel,
+        fully_quantize=integer_io,
+        input_data_type=converter.inference_input_type or tf.float32,
+        output_data_type=converter.inference_output_type or tf.float32,
+        denylisted_ops=list(FLOAT_ATTENTION_OPS),
+    )
 
 
 def distillation_loss(teacher_logits, student_logits):

@@ -6,9 +6,9 @@
 
 Modules: trainer (the run), objective (loss: cross-entropy, weight decay, group lasso),
 optimization (optimizer, learning-rate schedule, weight decay), callbacks (condensation,
-divergence guard, checkpoints, logs), checkpointing (what is saved), inputs (per-epoch seeded
-data), distribute (strategies), rundir (default run directory, resume checks), lock (one process
-per run directory), settings
+divergence guard, checkpoints, logs), ema (moving average of the weights), checkpointing (what
+is saved), inputs (per-epoch seeded data), distribute (strategies), rundir (default run
+directory, resume checks), lock (one process per run directory), settings
 (preset + config file + overrides; no TensorFlow). Names below load lazily, so `settings`
 imports without TensorFlow.
 """

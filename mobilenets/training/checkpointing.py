@@ -1,9 +1,11 @@
 """What a run saves, in the layout of mobilenets/runs.py.
 
     RUN_DIR/checkpoints/ckpt-E   model (LGC masks and stages included), optimizer (step counter,
-                                 momenta, loss scale), epochs done, best top-1, learning-rate factor:
-                                 the last few, for resume
-    RUN_DIR/best/ckpt-E          model, epochs done and top-1 of the best validation top-1
+                                 momenta, loss scale), epochs done, best top-1, learning-rate factor,
+                                 and with regularization.ema_decay the weight average (ema/average/,
+                                 a complete model: see ema.py): the last few, for resume
+    RUN_DIR/best/ckpt-E          model, epochs done and top-1 of the best validation top-1; with
+                                 EMA on, `model` is the average (the weights that were validated)
 
 tf.train.CheckpointManager writes its index only after the data files are complete, so a run
 killed while saving resumes from the previous checkpoint; a failed write (full disk) removes
@@ -24,22 +26,25 @@ KEEP_LAST = 3
 
 
 class TrainingState:
-    """The checkpointed state of a run: `network`, `optimizer`, `epoch` (epochs done), `best_top1`
-    and `lr_scale` (the learning-rate factor of divergence restarts)."""
+    """The checkpointed state of a run: `network`, `optimizer`, `epoch` (epochs done), `best_top1`,
+    `lr_scale` (the learning-rate factor of divergence restarts) and `ema` (an ema.WeightAverage, or
+    None)."""
 
-    def __init__(self, network, optimizer, lr_scale, run_dir, strategy):
+    def __init__(self, network, optimizer, lr_scale, run_dir, strategy, ema=None):
         with strategy.scope():
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.best_top1 = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_top1")
-        self.network, self.optimizer = network, optimizer
+        self.network, self.optimizer, self.ema = network, optimizer, ema
         self.last_dir = os.path.join(run_dir, CHECKPOINTS["last"])
         self.best_dir = os.path.join(run_dir, CHECKPOINTS["best"])
+        state = dict(model=network, optimizer=optimizer, epoch=self.epoch, best_top1=self.best_top1,
+                     lr_scale=lr_scale)
+        self._without_ema = tf.train.Checkpoint(**state)  # reads checkpoints written before EMA was on
         self._last = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=network, optimizer=optimizer, epoch=self.epoch, best_top1=self.best_top1,
-                                lr_scale=lr_scale),
+            tf.train.Checkpoint(**state, **({"ema": ema.checkpointable} if ema else {})),
             writable_dir(self.last_dir, strategy), max_to_keep=KEEP_LAST)
         self._best = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=network, epoch=self.epoch, top1=self.best_top1),
+            tf.train.Checkpoint(model=ema.average if ema else network, epoch=self.epoch, top1=self.best_top1),
             writable_dir(self.best_dir, strategy), max_to_keep=1)
 
     def private_dirs(self):
@@ -52,9 +57,15 @@ class TrainingState:
         """Prefix of the newest complete 'last' checkpoint, or None."""
         return tf.train.latest_checkpoint(self.last_dir)
 
-    def restore(self, path):
-        """Loads everything from checkpoint `path`; returns the number of epochs it had done."""
-        self._last.checkpoint.restore(path).assert_existing_objects_matched()
+    def restore(self, path, log=print):
+        """Loads everything from checkpoint `path`; returns the number of epochs it had done. A
+        checkpoint without a weight average (EMA turned on by --resume) starts the average there."""
+        if self.ema and not any(key.startswith("ema/") for key, _ in tf.train.list_variables(path)):
+            self._without_ema.restore(path).assert_existing_objects_matched()
+            self.ema.reset()
+            log(f"{os.path.basename(path)} holds no weight average: the average starts from its weights")
+        else:
+            self._last.checkpoint.restore(path).assert_existing_objects_matched()
         return int(self.epoch.numpy())
 
     def restore_latest(self, log=print):
@@ -63,7 +74,7 @@ class TrainingState:
         problems = []
         for path in reversed(self._last.checkpoints or [self.latest]):
             try:
-                epochs = self.restore(path)
+                epochs = self.restore(path, log)
             except (tf.errors.OpError, AssertionError, ValueError, IndexError) as error:  # IndexError: truncated
                 problems.append(f"{os.path.basename(path)}: {first_line(error)}")
                 log(f"warning: checkpoint {path} cannot be read ({first_line(error)}); trying the one before")
@@ -85,10 +96,11 @@ class TrainingState:
         self._save(self._best, epochs_done)
         return True
 
-    @staticmethod
-    def _save(manager, number):
+    def _save(self, manager, number):
         """manager.save; on a failed write (full disk...) removes the partial files and raises a
         CheckpointError: the manager's index still names the previous, complete checkpoint."""
+        if self.ema:
+            self.ema.sync()  # the average carries the current LGC masks
         try:
             return manager.save(checkpoint_number=number)
         except (OSError, tf.errors.OpError) as error:

@@ -4,6 +4,12 @@ Resumable data order: epoch e of a run reads a pipeline built with the seed `epo
 so its shuffling and augmentation depend on (run.seed, e) only, never on how many epochs this
 process has already iterated. A run restarted at epoch e sees the batches an uninterrupted run
 sees at epoch e.
+
+Training batches carry the extra augmentations of config.data (augmentation_stages, batch_mixing):
+AutoAugment / RandAugment and random erasing per image, Mixup / CutMix per batch. With Mixup or
+CutMix on, the training labels are soft, float32 (batch, classes), label-smoothed by
+regularization.label_smoothing before mixing (the loss takes them as they are, see objective.py);
+validation batches keep integer labels and no augmentation.
 """
 
 import dataclasses
@@ -12,6 +18,8 @@ from typing import Optional
 import numpy as np
 
 from mobilenets.data import dataset_info, make_dataset
+from mobilenets.data.augment import image_stages
+from mobilenets.data.mixing import MixupCutmix
 from mobilenets.errors import ConfigError, DataError
 
 
@@ -87,12 +95,30 @@ def _image_size(config):
     return (config.model.input_size, config.model.input_size)
 
 
+def augmentation_stages(config):
+    """The extra per-image training stages of config.data (AutoAugment / RandAugment, random erasing)."""
+    d = config.data
+    return image_stages(d.auto_augment, d.randaugment_layers, d.randaugment_magnitude, d.randaugment_magnitude_std,
+                        d.random_erasing, (d.random_erasing_min_area, d.random_erasing_max_area))
+
+
+def batch_mixing(config, num_classes):
+    """MixupCutmix of config.data (label-smoothed soft labels), or None when Mixup and CutMix are off."""
+    d = config.data
+    if not (d.mixup_alpha or d.cutmix_alpha):
+        return None
+    return MixupCutmix(num_classes, d.mixup_alpha, d.cutmix_alpha, d.mix_probability, d.mix_switch_probability,
+                       config.regularization.label_smoothing)
+
+
 def training_dataset(config, plan, epoch):
     """The batches of `epoch` (global batch, exactly plan.steps_per_epoch of them)."""
     data = config.data
     dataset = make_dataset(plan.name, "train", config.schedule.batch_size, training=True, data_dir=plan.data_dir,
                            image_size=_image_size(config), seed=epoch_seed(config.run.seed, epoch),
-                           augment=data.augmentation, shuffle_buffer=data.shuffle_buffer, **plan.options)
+                           augment=data.augmentation, shuffle_buffer=data.shuffle_buffer,
+                           stages=augmentation_stages(config), mix=batch_mixing(config, plan.num_classes),
+                           **plan.options)
     return dataset.take(plan.steps_per_epoch)
 
 

@@ -9,6 +9,10 @@
 tf.distribute strategy, mixed precision (loss scaling) and XLA. The penalties enter as Keras
 regularization losses: Keras scales them for the number of replicas like the data loss.
 Checkpoints hold `network`, not the wrapper (see mobilenets/runs.py).
+
+Labels are integer class ids (B,), or soft labels (B, classes) that already sum to 1 (Mixup /
+CutMix batches, mobilenets/data/mixing.py, smoothed there): the loss smooths integer labels only,
+and top-1 accuracy compares the logits' argmax with the labels' argmax for soft ones.
 """
 
 import tensorflow as tf
@@ -18,16 +22,24 @@ from mobilenets.condense import group_lasso, learned_group_convs
 from mobilenets.training.optimization import decayed_variables, weight_decay_penalty
 
 
+def is_soft(y_true):
+    """True for (B, C) soft labels, False for integer ids of shape (B,) or (B, 1) (decided statically)."""
+    return y_true.shape.rank == 2 and y_true.shape[-1] is not None and y_true.shape[-1] > 1
+
+
 class SparseCrossEntropy(keras.losses.Loss):
-    """Cross-entropy of integer labels and logits, with optional label smoothing; float32 math."""
+    """Cross-entropy of logits and integer labels (with optional label smoothing) or soft labels
+    (B, C) (taken as they are: the pipeline smoothed them before mixing); float32 math."""
 
     def __init__(self, num_classes, label_smoothing=0.0, name="cross_entropy"):
         super().__init__(name=name)
         self.num_classes, self.label_smoothing = int(num_classes), float(label_smoothing)
 
     def call(self, y_true, y_pred):
-        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
         logits = tf.cast(y_pred, tf.float32)
+        if is_soft(y_true):
+            return tf.nn.softmax_cross_entropy_with_logits(tf.cast(y_true, tf.float32), logits)
+        labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
         if not self.label_smoothing:
             return tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
         targets = tf.one_hot(labels, self.num_classes)
@@ -36,6 +48,21 @@ class SparseCrossEntropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "label_smoothing": self.label_smoothing}
+
+
+class Top1Accuracy(keras.metrics.Mean):
+    """Top-1 accuracy for integer or soft labels (the class of a soft label is its argmax)."""
+
+    def __init__(self, name="accuracy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        if is_soft(y_true):
+            labels = tf.argmax(y_true, axis=-1, output_type=tf.int32)
+        else:
+            labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+        predicted = tf.argmax(tf.reshape(y_pred, [tf.shape(y_pred)[0], -1]), axis=-1, output_type=tf.int32)
+        return super().update_state(tf.cast(tf.equal(labels, predicted), self.dtype), sample_weight)
 
 
 class Classifier(keras.Model):
@@ -58,16 +85,23 @@ class Classifier(keras.Model):
             terms.append(self.lasso_decay * group_lasso(self.network))
         return tf.add_n(terms)
 
+    # Logits in float32 before Keras matches the labels' dtype to them: soft labels stay float32
+    # under mixed precision (the loss computes in float32 anyway).
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None):
-        return self.compiled_loss(y, y_pred, sample_weight, regularization_losses=[self.penalty()])
+        return self.compiled_loss(y, tf.cast(y_pred, tf.float32), sample_weight,
+                                  regularization_losses=[self.penalty()])
+
+    def compute_metrics(self, x, y, y_pred, sample_weight):
+        return super().compute_metrics(x, y, tf.cast(y_pred, tf.float32), sample_weight)
 
     def compile_objective(self, optimizer, label_smoothing=0.0, jit_compile=False, run_eagerly=False):
-        """Compiles with the smoothed cross-entropy and top-1 accuracy ('accuracy')."""
+        """Compiles with the smoothed cross-entropy and top-1 accuracy ('accuracy'), both for integer
+        or soft labels."""
         num_classes = int(self.network.output_shape[-1])
         self.compile(
             optimizer=optimizer,
             loss=SparseCrossEntropy(num_classes, label_smoothing),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            metrics=[Top1Accuracy(name="accuracy")],
             jit_compile=jit_compile,
             run_eagerly=run_eagerly,
         )

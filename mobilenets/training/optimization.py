@@ -9,6 +9,9 @@ Weight decay is coupled, as PyTorch's SGD `weight_decay` and the papers' recipes
 weight_decay / 2 * sum(w ** 2), so the gradient gains weight_decay * w. With
 `weight_decay_skip_bn_and_bias`, 1-D variables (biases, BatchNorm scales and offsets) are not
 decayed, as in d-li14's MobileNetV2 recipe ("no bias decay", He et al. 2019, "Bag of Tricks").
+With optimizer.name='adamw' the decay is decoupled instead (Loshchilov & Hutter 2019): AdamW
+shrinks each decayed weight by lr * weight_decay * w per step, and the loss gains no L2 term
+(`coupled_weight_decay` is then 0); the same 1-D variables are skipped.
 """
 
 import math
@@ -110,8 +113,34 @@ def learning_rate_schedule(config, steps_per_epoch, scale=None):
     return schedule if scale is None else ScaledSchedule(schedule, scale)
 
 
+class AdamW(keras.optimizers.AdamW):
+    """tf_keras AdamW that, with skip_bn_and_bias, does not decay 1-D variables (biases, BatchNorm
+    scales and offsets, layer scales): `exclude_from_weight_decay` by shape, decided per variable
+    when the update runs, so it needs no model at construction."""
+
+    def __init__(self, *args, skip_bn_and_bias=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.skip_bn_and_bias = bool(skip_bn_and_bias)
+
+    def _use_weight_decay(self, variable):
+        if self.skip_bn_and_bias and variable.shape.rank is not None and variable.shape.rank <= 1:
+            return False
+        return super()._use_weight_decay(variable)
+
+    def get_config(self):
+        return {**super().get_config(), "skip_bn_and_bias": self.skip_bn_and_bias}
+
+
+def coupled_weight_decay(config):
+    """The weight decay the loss carries as an L2 penalty: regularization.weight_decay, or 0 with
+    'adamw', whose decay is decoupled and applied by the optimizer (make_optimizer)."""
+    return 0.0 if config.optimizer.name == "adamw" else config.regularization.weight_decay
+
+
 def make_optimizer(config, lr):
-    """SGD (optionally Nesterov), RMSProp or Adam of `config.optimizer`; `lr`: a rate or a schedule."""
+    """SGD (optionally Nesterov), RMSProp, Adam or AdamW of `config.optimizer`; `lr`: a rate or a
+    schedule. AdamW decays by regularization.weight_decay (decoupled, lr-scaled), skipping 1-D
+    variables with regularization.weight_decay_skip_bn_and_bias."""
     o = config.optimizer
     if o.name == "sgd":
         return keras.optimizers.SGD(lr, momentum=o.momentum, nesterov=o.nesterov, clipnorm=o.clipnorm)
@@ -119,7 +148,11 @@ def make_optimizer(config, lr):
         return keras.optimizers.RMSprop(lr, rho=o.rho, momentum=o.momentum, epsilon=o.epsilon, clipnorm=o.clipnorm)
     if o.name == "adam":
         return keras.optimizers.Adam(lr, beta_1=o.momentum, epsilon=o.epsilon, clipnorm=o.clipnorm)
-    raise ConfigError(f"unknown optimizer.name {o.name!r}; choose sgd, rmsprop or adam")
+    if o.name == "adamw":
+        reg = config.regularization
+        return AdamW(lr, weight_decay=reg.weight_decay, beta_1=o.momentum, epsilon=o.epsilon, clipnorm=o.clipnorm,
+                     skip_bn_and_bias=reg.weight_decay_skip_bn_and_bias)
+    raise ConfigError(f"unknown optimizer.name {o.name!r}; choose sgd, rmsprop, adam or adamw")
 
 
 def decayed_variables(model, skip_bn_and_bias):

@@ -29,6 +29,13 @@ def _flat(config):
 # so that the same command still finds a run started before they existed.
 ADDED_LATER = {"model.weights": None, "finetune.head_epochs": 0, "finetune.unfreeze_from": None,
                "finetune.lr_factor": 0.1}
+ADDED_LATER.update({"regularization.ema_decay": 0.0, "regularization.ema_warmup": True})  # weight EMA (issue 15)
+ADDED_LATER.update({  # extra augmentations (issue 15), all off at their defaults
+    "data.auto_augment": "none", "data.randaugment_layers": 2, "data.randaugment_magnitude": 9.0,
+    "data.randaugment_magnitude_std": 0.0, "data.random_erasing": 0.0, "data.random_erasing_min_area": 0.02,
+    "data.random_erasing_max_area": 0.33, "data.mixup_alpha": 0.0, "data.cutmix_alpha": 0.0,
+    "data.mix_probability": 1.0, "data.mix_switch_probability": 0.5})
+ADDED_LATER.update({"model.drop_path_rate": 0.0})  # stochastic depth (issue 15)
 
 
 def config_hash(config):

@@ -16,6 +16,11 @@ finetune.head_epochs epochs only the classifier trains, every other layer frozen
 BatchNorm in inference mode); then the layers from finetune.unfreeze_from on train as well, at
 the lower rate of optimization.learning_rate_schedule. The phase is a function of the epoch, so
 resuming puts a run back in its phase.
+
+Weight EMA (regularization.ema_decay > 0, ema.py): an exponential moving average of the weights
+is updated after every step and checkpointed with the run; validation (and so best/) uses the
+averaged weights, as do evaluation, export and conversion of the run (mobilenets/runs.py), and
+the network a finished run returns.
 """
 
 import contextlib
@@ -36,9 +41,10 @@ from mobilenets.training import callbacks as cb
 from mobilenets.training import lock
 from mobilenets.training.checkpointing import TrainingState
 from mobilenets.training.distribute import check_batch_size, is_chief, make_strategy, synchronize_batch_norm
+from mobilenets.training.ema import AverageWeights, WeightAverage
 from mobilenets.training.inputs import DROPOUT_STREAM, epoch_seed, plan_data, training_dataset, validation_dataset
 from mobilenets.training.objective import Classifier
-from mobilenets.training.optimization import learning_rate_schedule, make_optimizer
+from mobilenets.training.optimization import coupled_weight_decay, learning_rate_schedule, make_optimizer
 from mobilenets.training.rundir import CONFIG_FILE, check_resumable, resolve_run_dir
 
 
@@ -49,7 +55,7 @@ class TrainingResult:
     history: list  # the epoch logs of the epochs this call trained
     best_top1: Optional[float]
     diverged: Optional[str]  # the message, when the loss became NaN/inf and the run stopped
-    network: keras.Model
+    network: keras.Model  # with the averaged weights when the run keeps an EMA (and did not diverge)
 
 
 def build_kwargs(config, num_classes):
@@ -59,6 +65,8 @@ def build_kwargs(config, num_classes):
                   width_multiplier=m.width_multiplier, dropout=m.dropout, config=m.config, expansion=m.expansion,
                   normalization=m.normalization, bn_momentum=m.bn_momentum)
     kwargs.update({k: getattr(m, k) for k in ("groups", "condense_factor") if getattr(m, k) is not None})
+    if m.drop_path_rate:  # left out at 0, so model.json of runs without it stays as it was
+        kwargs["drop_path_rate"] = m.drop_path_rate
     return kwargs
 
 
@@ -162,7 +170,12 @@ class Trainer:
             if config.finetune.head_epochs:
                 phase_layers(self.network, 2, config.finetune.unfreeze_from)  # check the name now
             reg = config.regularization
-            self.classifier = Classifier(self.network, reg.weight_decay, not reg.weight_decay_skip_bn_and_bias,
+            self.ema = None
+            if reg.ema_decay:  # the average lives in a second copy of the architecture (ema.py)
+                average = build_model(**build_kwargs(config, self.plan.num_classes))
+                self.ema = WeightAverage(self.network, average, reg.ema_decay, reg.ema_warmup)
+            self.classifier = Classifier(self.network, coupled_weight_decay(config),
+                                         not reg.weight_decay_skip_bn_and_bias,
                                          config.lgc.lasso_decay if config.model.is_lgc else 0.0)
             self.lr_scale = tf.Variable(1.0, trainable=False, name="lr_scale")
             self.learning_rate = learning_rate_schedule(config, self.plan.steps_per_epoch, self.lr_scale)
@@ -170,7 +183,7 @@ class Trainer:
             self.classifier.compile_objective(optimizer, reg.label_smoothing, config.run.xla, run_eagerly)
             self.classifier.optimizer.build(self.classifier.trainable_variables)
         self.state = TrainingState(self.network, self.classifier.optimizer, self.lr_scale, self.run_dir,
-                                   self.strategy)
+                                   self.strategy, self.ema)
         self.start_epoch = self.state.restore_latest(self.log) if resuming else 0
         self.condensation_steps = condensation_steps(config, self.network, self.plan.steps_per_epoch)
         if self.chief:
@@ -194,6 +207,7 @@ class Trainer:
             cb.EpochProgbar(c.schedule.epochs),
             self.guard,
             cb.Condensation(self.network, self.condensation_steps, self.log),
+            *([AverageWeights(self.ema)] if self.ema else []),
             cb.ReseedDropout(self.network, lambda epoch: epoch_seed(c.run.seed, epoch, stream=DROPOUT_STREAM)),
             cb.SaveCheckpoints(self.state, c.run.checkpoint_every, c.schedule.epochs, self.guard),
         ]
@@ -233,6 +247,9 @@ class Trainer:
             )
             history.append({k: v[-1] for k, v in fitted.history.items()})
             epoch += 1
+            if self.classifier.stop_training and not self.guard.diverged:
+                self.log(f"stopped by a callback after epoch {epoch}")
+                break
             if self.guard.diverged:
                 if c.run.nan_policy != "restart" or restarts == c.run.nan_restarts or not self.state.latest:
                     self.log(f"stopped: {self.guard.diverged}")
@@ -266,7 +283,7 @@ class Trainer:
         """Reloads the last complete checkpoint, lowers the learning rate by run.nan_lr_factor and
         returns the epoch to continue from (run.nan_policy=restart)."""
         path = self.state.latest
-        epoch = self.state.restore(path)
+        epoch = self.state.restore(path, self.log)
         self.lr_scale.assign(self.lr_scale * self.config.run.nan_lr_factor)
         self.log(f"{self.guard.diverged.split(';')[0]}; restarting from {path} (epoch {epoch}) with the learning "
                  f"rate times {float(self.lr_scale.numpy()):g}")
@@ -274,6 +291,8 @@ class Trainer:
         return epoch
 
     def _result(self, history, diverged):
+        if self.ema and not diverged:
+            self.ema.copy_to_network()
         best = float(self.state.best_top1.numpy())
         return TrainingResult(self.run_dir, int(self.state.epoch.numpy()), history, best if best >= 0 else None,
                               diverged, self.network)
