@@ -90,9 +90,17 @@ def default_output(source, quantize):
 
 def main(argv=None):
     args = parse_args(argv)
-    export = cli.import_quietly("mobilenets.deploy.export")
+    try:
+        return cli.run(lambda: export_and_print(args))
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
 
-    def export_and_print():
+
+def export_and_print(args):
+    """Exports as `args` say, the converter's and LiteRT's own stderr lines held back; prints the report."""
+    export = cli.import_quietly("mobilenets.deploy.export")
+    with cli.held_stderr():
         report = export.export(
             args.source,
             args.output or default_output(args.source, args.quantize),
@@ -120,9 +128,7 @@ def main(argv=None):
             input_shape=(args.input_size, args.input_size, 3) if args.input_size else None,
             config=args.config,
         )
-        print(export.format_report(report))
-
-    return cli.run(export_and_print)
+    print(export.format_report(report))
 
 
 if __name__ == "__main__":

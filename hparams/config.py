@@ -194,7 +194,8 @@ class DataConfig(_Section):
     'cifar' (4-pixel pad, random crop, horizontal flip);
     'inception' (random-resized crop + horizontal flip, the usual ImageNet training augmentation).
     validation_fraction: fraction of the training split held out for validation; 0 evaluates on
-    the official test/validation split (as the papers report). cache: keep decoded examples in
+    the official test/validation split (as the papers report). A training command on a flat
+    'folder' tree that leaves it unset holds out 0.2 (mobilenets/training/settings.py). cache: keep decoded examples in
     memory. shuffle_buffer: examples in the shuffle buffer. eval_crop_fraction: central crop kept
     before resizing at evaluation (0.875 for ImageNet; 1.0 keeps the whole image).
     synthetic_examples: examples per epoch of the 'synthetic' dataset.

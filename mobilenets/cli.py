@@ -11,6 +11,8 @@ import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
 
+from mobilenets.quiet import held_stderr, replay, stderr_into  # noqa: E402  (held_stderr: the scripts use it)
+
 
 # What TensorFlow prints on a machine without a usable GPU when it looks for one: not news there.
 NO_GPU_NOISE = ("failed call to cuInit", "Could not find cuda drivers", "GPU will not be used")
@@ -24,22 +26,17 @@ def import_quietly(module_name):
     TensorFlow's C++ start-up lines (oneDNN, CUDA) ignore TF_CPP_MIN_LOG_LEVEL
     in some builds; without this an error would not be the only line on stderr.
     """
-    sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
         try:
-            module = importlib.import_module(module_name)
-            mark = os.lseek(held.fileno(), 0, os.SEEK_CUR)
-            gpus = probe_devices()
-        except BaseException:
-            os.dup2(saved, 2)
-            held.seek(0)
-            os.write(2, held.read())
+            with stderr_into(held):
+                module = importlib.import_module(module_name)
+                mark = os.lseek(held.fileno(), 0, os.SEEK_CUR)
+                gpus = probe_devices()
+        except KeyboardInterrupt:  # Ctrl-C while TensorFlow loads: the script's one line, not its start-up noise
             raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        except BaseException:
+            replay(held)
+            raise
         held.seek(mark)
         kept = [line for line in held.read().splitlines(keepends=True)
                 if not any(noise.encode() in line for noise in NO_GPU_NOISE)]

@@ -1,12 +1,17 @@
 """Evaluation of a training run, a saved Keras model or a `.tflite` file.
 
-    report = evaluate_path("runs/v2_lgc", "cifar100", data_dir="~/data/cifar-100", convert=True)
+    report = evaluate_path("runs/v2_lgc", convert=True)      # the run's own data, the split it held out
+    report = evaluate_path("model.tflite", "cifar100", data_dir="~/data/cifar-100", plot_path="classes.png")
     print(format_report(report))
 
-Reports top-1, top-5, mean cross-entropy, the number of images, parameters and
+Reports top-1, top-5, mean cross-entropy, the number of images, per-class top-1 and
+the confusion matrix (also drawn as a PNG: `plot_path`), parameters and
 multiply-adds (`mobilenets.flops.count`; for a `.tflite`, read off its conv
 and fully-connected ops) and, for a `.tflite`, the mean interpreter latency per
-image. `convert=True` evaluates a learned-group-conv checkpoint after its
+image. A run (or a checkpoint of one) is evaluated on the data it trained on, read
+as it was (`mobilenets.runs.run_data`: dataset, data_dir, image size, split), on
+the split it held out; which checkpoint was restored is reported.
+`convert=True` evaluates a learned-group-conv checkpoint after its
 conversion to standard group convs (`mobilenets.deploy.convert`, CondenseNet's
 test-time form, Huang et al. 2018) and saves the converted model. Every
 failure a user can cause raises a one-line `MobilenetsError`; nothing is
@@ -17,8 +22,10 @@ import contextlib
 import dataclasses
 import math
 import os
+import signal
+import threading
 import time
-from typing import Optional
+from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -29,10 +36,12 @@ from mobilenets import runs
 from mobilenets.deploy.convert import convert_learned_group_model, not_convertible
 from mobilenets.deploy.tuning import lgc_costs
 from mobilenets.condense import learned_group_convs
-from mobilenets.data import dataset_info, make_dataset
+from mobilenets.data import make_dataset
 from mobilenets.errors import CheckpointError, ConfigError, DataError, first_line
 from mobilenets.flops import Cost, count
+from mobilenets.quiet import held_stderr
 from mobilenets.io import atomic_path, write_json
+from mobilenets.labels import class_names, dataset_labels
 from mobilenets.registry import build_model, is_learned_group_model
 
 KERAS_FILE_EXTENSIONS = (".keras", ".h5", ".hdf5")
@@ -80,8 +89,9 @@ class TFLitePredictor:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
+            with held_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate for CPU."
+                self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
+                self.interpreter.allocate_tensors()
             inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
             if len(inputs) != 1 or len(outputs) != 1:
                 raise ValueError(f"{len(inputs)} inputs and {len(outputs)} outputs, not one image in, logits out")
@@ -176,6 +186,8 @@ class Metrics:
     top1: float
     top5: float
     loss: float  # mean softmax cross-entropy
+    # confusion[true class, top-1 prediction] = number of images
+    confusion: Optional[np.ndarray] = dataclasses.field(default=None, compare=False)
 
 
 def _dims(shape):
@@ -196,6 +208,7 @@ def evaluate(predictor, batches, max_images=None):
     top1 = top5 = 0
     loss_sum = 0.0
     seen = 0
+    confusion = np.zeros((predictor.num_classes, predictor.num_classes), np.int64)
     for images, labels in batches:
         images, labels = np.asarray(images, np.float32), np.asarray(labels).astype(np.int64)
         if max_images is not None:
@@ -216,13 +229,25 @@ def evaluate(predictor, batches, max_images=None):
         loss_sum -= log_probs[np.arange(len(labels)), labels].sum()
         ranking = np.argsort(-logits, axis=1, kind="stable")
         top1 += int((ranking[:, 0] == labels).sum())
+        np.add.at(confusion, (labels, ranking[:, 0]), 1)
         top5 += int((ranking[:, :5] == labels[:, None]).any(axis=1).sum())
         seen += len(labels)
         if max_images is not None and seen >= max_images:
             break
     if seen == 0:
         raise DataError("the data has no images; check the dataset, split and data_dir")
-    return Metrics(seen, top1 / seen, top5 / seen, loss_sum / seen)
+    return Metrics(seen, top1 / seen, top5 / seen, loss_sum / seen, confusion)
+
+
+def per_class(confusion, names):
+    """[{'label', 'count', 'top1'}] of a confusion matrix (rows: true class): each class's name, number of
+    images and top-1; top1 None for a class without images."""
+    results = []
+    for index, name in enumerate(names):
+        count = int(confusion[index].sum())
+        top1 = float(confusion[index, index] / count) if count else None
+        results.append({"label": name, "count": count, "top1": top1})
+    return results
 
 
 @dataclasses.dataclass
@@ -233,6 +258,8 @@ class Report:
     source: str  # 'run', 'checkpoint', 'keras' or 'tflite'
     dataset: str
     split: str
+    data: str  # what was evaluated: 'folder validation (held out: 0.25 of photos/, 9 images)'
+    trained_on: bool  # the run trained on these images (asked for with split='train')
     num_images: int
     top1: float
     top5: float
@@ -246,6 +273,12 @@ class Report:
     num_threads: Optional[int] = None
     tflite_metadata: Optional[dict] = None  # a .tflite's standard metadata: {'input': '32x32 RGB...', ...}
     lgc_madds: Optional[dict] = None  # a condensed LGC model: {'condensed': ..., 'deployed': ...} multiply-adds
+    checkpoint: Optional[str] = None  # the checkpoint restored, and why when it is not the one asked for
+    class_names: List[str] = dataclasses.field(default_factory=list)
+    per_class: List[dict] = dataclasses.field(default_factory=list)  # see `per_class`
+    confusion_matrix: List[List[int]] = dataclasses.field(default_factory=list)  # [true class][predicted class]
+    plot: Optional[str] = None  # the PNG of the confusion matrix and per-class top-1
+    json: Optional[str] = None  # where the report was written as JSON
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -349,11 +382,77 @@ def _reporting_write_errors(path):
         raise ConfigError(f"cannot write {path} ({error.strerror or first_line(error, 200)}); pick another path") from None
 
 
+def run_dir_of(path, kind):
+    """The run directory behind a 'run' or 'checkpoint' source, else None."""
+    return path if kind == "run" else run_dir_of_checkpoint(path) if kind == "checkpoint" else None
+
+
+def data_to_evaluate(path, kind, dataset=None, data_dir=None, image_size=None):
+    """`runs.DataSettings` to evaluate `path` on: a run's own data (runs.run_data; the arguments override),
+    else the dataset named (also for a run that kept no config.json)."""
+    run_dir = run_dir_of(path, kind)
+    if run_dir is not None and (dataset is None or os.path.exists(os.path.join(run_dir, runs.CONFIG_FILE))):
+        return runs.run_data(run_dir, dataset, data_dir, image_size)
+    if dataset is None:
+        raise ConfigError(f"{path} is a {kind} model, which does not record its data; name the dataset to "
+                          "evaluate it on (--dataset, --data-dir)")
+    return runs.DataSettings(dataset, data_dir, image_size)
+
+
+def split_to_evaluate(data, split=None):
+    """`split`, else the split a run held out ('validation' for other data); one-line DataError for a run
+    that held out nothing."""
+    if split is not None and (data.trained_on(split) or not data.from_run):
+        return split
+    held_out = data.held_out() if data.from_run else None
+    if data.from_run and held_out is None:
+        fraction = data.options.get("validation_fraction")
+        setting = "" if fraction is None else f" (data.validation_fraction={fraction:g})"
+        raise DataError(f"the run trained on every image of {data.data_dir or data.dataset}{setting} and held out "
+                        "none to evaluate; name other data (--dataset, --data-dir) or pass --split train to score "
+                        "the images it trained on")
+    return split or held_out or "validation"
+
+
+def checkpoint_description(checkpoint, which, data):
+    """The checkpoint restored, and why it is the last one when the best was asked for."""
+    if which != "best" or runs.is_best_checkpoint(checkpoint):
+        return checkpoint
+    reason = ("it had no validation split to pick one" if data.from_run and data.held_out() is None
+              else "none was saved yet")
+    return f"{checkpoint} (the last: the run kept no best checkpoint, {reason})"
+
+
+def dataset_class_names(predictor, data):
+    """Class names from a .tflite's metadata labels, else the dataset's (folder names, CIFAR-10's), else class_N."""
+    count = predictor.num_classes
+    labels = (getattr(predictor, "metadata", None) or {}).get("labels")
+    if labels and len(labels) == count:
+        return list(labels)
+    try:
+        return class_names(dataset_labels(None, data.dataset, data.data_dir, count), count)
+    except ConfigError:  # names that do not fit the model's classes: numbered classes instead
+        return class_names(None, count)
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """Ctrl-C is ignored while the outputs are written: either all of them are, or (interrupted before) none."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def evaluate_path(
     path,
-    dataset,
+    dataset=None,
     data_dir=None,
-    split="validation",
+    split=None,
     batch_size=50,
     image_size=None,
     which="best",
@@ -363,15 +462,23 @@ def evaluate_path(
     num_threads=None,
     max_images=None,
     json_path=None,
+    plot_path=None,
 ):
-    """Evaluates `path` (see `source_kind`) on `dataset` and returns a `Report`.
+    """Evaluates `path` (see `source_kind`) and returns a `Report`.
 
+    A run or a checkpoint of one is evaluated on its own data as it trained on it (`runs.run_data`:
+    dataset, data_dir, model input size, evaluation crop, validation_fraction and split seed) and on
+    the split it held out; a run that held out nothing is refused unless split='train' (reported as
+    trained on). dataset / data_dir / image_size override the run's (required for a saved model or a
+    .tflite). which: the run's 'best' checkpoint, or its 'last' (also when it kept no best one: the
+    report says so).
     convert: convert an LGC model to standard group convs first (see
         `mobilenets.deploy.convert.convert_learned_group_model`; condense_remaining as
         there) and save it to `output` (default RUN_DIR/converted.keras; a
         `.keras` / `.h5` file or a SavedModel directory).
     num_threads: interpreter threads for a `.tflite` (default: the runtime's).
-    max_images: stop after this many images. json_path: also write the report there.
+    max_images: stop after this many images. json_path: also write the report there. plot_path: draw
+    the confusion matrix and per-class top-1 into this PNG.
     Files are written only after the evaluation succeeded, atomically.
     """
     path = os.fspath(path)
@@ -380,14 +487,17 @@ def evaluate_path(
         check_convertible(path, kind)
     if max_images is not None and max_images < 1:
         raise ConfigError(f"max_images must be a positive integer, got {max_images}")
-    info = dataset_info(dataset, data_dir)
-    batches = make_dataset(dataset, split, batch_size, training=False, data_dir=data_dir, image_size=image_size)
+    data = data_to_evaluate(path, kind, dataset, data_dir, image_size)
+    split = split_to_evaluate(data, split)
+    info = data.info()
+    batches = make_dataset(**data.dataset_arguments(split), batch_size=batch_size, training=False)
 
-    converted, lgc_madds = None, None
+    converted, lgc_madds, checkpoint = None, None, None
     if kind == "tflite":
         predictor = TFLitePredictor(path, num_threads)
     else:
-        model = load_keras_source(path, kind, which)
+        checkpoint = runs.run_checkpoint(path, which) if kind == "run" else path if kind == "checkpoint" else None
+        model = load_keras_source(checkpoint, "checkpoint") if checkpoint else load_keras_source(path, kind)
         if convert:
             converted = convert_learned_group_model(model, condense_remaining=condense_remaining)
         lgc_madds = condensed_and_deployed_madds(model)
@@ -395,20 +505,22 @@ def evaluate_path(
         predictor = KerasPredictor(model)
     if info.num_classes and info.num_classes != predictor.num_classes:
         raise DataError(
-            f"the model has {predictor.num_classes} outputs but {dataset} has {info.num_classes} classes; "
+            f"the model has {predictor.num_classes} outputs but {data.dataset} has {info.num_classes} classes; "
             "evaluate on the dataset the model was trained for"
         )
     metrics = evaluate(predictor, batches, max_images)
+    names = dataset_class_names(predictor, data)
 
     if converted is not None:
         output = os.fspath(output or default_converted_path(path, kind))
-        save_keras_model(converted, output)
     cost = predictor.cost
     report = Report(
         model=path,
         source=kind,
-        dataset=dataset,
+        dataset=data.dataset,
         split=split,
+        data=data.describe(split, metrics.num_images),
+        trained_on=data.trained_on(split),
         num_images=metrics.num_images,
         top1=metrics.top1,
         top5=metrics.top5,
@@ -422,10 +534,21 @@ def evaluate_path(
         num_threads=num_threads if kind == "tflite" else None,
         lgc_madds=lgc_madds,
         tflite_metadata=_metadata_summary(predictor) if kind == "tflite" else None,
+        checkpoint=checkpoint and (checkpoint_description(checkpoint, which, data) if kind == "run" else checkpoint),
+        class_names=names,
+        per_class=per_class(metrics.confusion, names),
+        confusion_matrix=metrics.confusion.tolist(),
+        plot=os.fspath(plot_path) if plot_path else None,
+        json=os.fspath(json_path) if json_path else None,
     )
-    if json_path:
-        with _reporting_write_errors(json_path):
-            write_json(json_path, report.as_dict())
+    with _uninterrupted():
+        if converted is not None:
+            save_keras_model(converted, output)
+        if plot_path:
+            plot_per_class(report, plot_path)
+        if json_path:
+            with _reporting_write_errors(json_path):
+                write_json(json_path, report.as_dict())
     return report
 
 
@@ -439,8 +562,84 @@ def _metadata_summary(predictor):
     return dict(metadata.summary_lines(described))
 
 
+def plot_per_class(report, path):
+    """Draws the report's confusion matrix (each true class's share predicted as each class) and per-class
+    top-1 into the PNG `path`, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    confusion = np.asarray(report.confusion_matrix, np.float64)
+    count = len(confusion)
+    shares = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    side = min(4.5 + 0.3 * count, 16.0)
+    figure, (matrix, bars) = plt.subplots(1, 2, figsize=(side * 1.6, side), gridspec_kw={"width_ratios": [2, 1]})
+    figure.suptitle(f"{os.path.basename(os.path.normpath(report.model))}: {report.data}", fontsize=9)
+    shown = matrix.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    figure.colorbar(shown, ax=matrix, fraction=0.046, label="share of the true class")
+    matrix.set(title="confusion matrix", xlabel="predicted", ylabel="true")
+    if count <= MAX_LISTED_CLASSES:
+        for (row, column), number in np.ndenumerate(confusion.astype(np.int64)):
+            matrix.text(column, row, str(number), ha="center", va="center", fontsize=8,
+                        color="white" if shares[row, column] > 0.5 else "black")
+    top1 = [np.nan if entry["top1"] is None else entry["top1"] for entry in report.per_class]
+    bars.barh(np.arange(count), top1, color="tab:blue")
+    bars.set(xlim=(0, 1), ylim=(count - 0.5, -0.5), title=f"top-1 per class (all: {100 * report.top1:.1f}%)")
+    if count <= 60:
+        for axis in (matrix, bars):
+            axis.set_yticks(np.arange(count), report.class_names, fontsize=7)
+        matrix.set_xticks(np.arange(count), report.class_names, rotation=90, fontsize=7)
+    figure.tight_layout()
+    try:
+        with _reporting_write_errors(path), atomic_path(path, suffix=".png") as tmp:
+            figure.savefig(tmp, format="png", dpi=100)
+    finally:
+        plt.close(figure)
+
+
 def _millions(value):
     return "n/a" if value is None else f"{value / 1e6:.3f}M ({value:,})"
+
+
+MAX_LISTED_CLASSES = 20  # more classes: only the worst are printed
+WORST_SHOWN = 5
+MAX_CONFUSION_COLUMNS = 10  # up to this many classes, each printed class shows its row of the confusion matrix
+NAME_WIDTH = 24
+
+
+def _per_class_lines(report):
+    """('  class', 'top-1 of images; ...') lines: every class up to MAX_LISTED_CLASSES, else the worst few."""
+    entries = list(enumerate(report.per_class))
+    if not entries:
+        return []
+    if len(entries) <= MAX_CONFUSION_COLUMNS:
+        title = "per class", "top-1 of its images; predicted as " + " / ".join(report.class_names)
+    elif len(entries) <= MAX_LISTED_CLASSES:
+        title = "per class", "top-1 of its images; most often mistaken for"
+    else:
+        entries = sorted((entry for entry in entries if entry[1]["count"]), key=lambda entry: entry[1]["top1"])
+        entries = entries[:WORST_SHOWN]
+        title = (f"worst {len(entries)} classes",
+                 f"of {len(report.per_class)}; top-1 of its images; most often mistaken for")
+    lines = [title]
+    for index, entry in entries:
+        name = "  " + entry["label"][:NAME_WIDTH]
+        if not entry["count"]:
+            lines.append((name, "no images"))
+            continue
+        row = report.confusion_matrix[index]
+        value = f"{100 * entry['top1']:6.2f}% of {entry['count']}; "
+        if len(report.per_class) <= MAX_CONFUSION_COLUMNS:
+            value += " / ".join(str(number) for number in row)
+        else:
+            wrong = max((number, other) for other, number in enumerate(row) if other != index)
+            value += f"{report.class_names[wrong[1]]} ({wrong[0]})" if wrong[0] else "nothing else"
+        lines.append((name, value))
+    if len(report.per_class) > MAX_LISTED_CLASSES:
+        where = " and ".join(filter(None, (report.plot, report.json)))
+        lines.append(("  ...", f"every class: {where}" if where else "every class: pass --json PATH or --plot PATH"))
+    return lines
 
 
 def format_report(report):
@@ -451,7 +650,8 @@ def format_report(report):
     params = _millions(report.params) + (f", {report.cost_note}" if report.cost_note else "")
     lines = [
         ("model", model),
-        ("data", f"{report.dataset} {report.split}, {report.num_images} images"),
+        *([("checkpoint", report.checkpoint)] if report.checkpoint else []),
+        ("data", report.data),
         ("top-1", f"{100 * report.top1:.2f}%"),
         ("top-5", f"{100 * report.top5:.2f}%"),
         ("loss", f"{report.loss:.4f}"),
@@ -467,5 +667,6 @@ def format_report(report):
         lines.append(("latency", f"{report.latency_ms:.3f} ms/image (threads: {threads})"))
     for name, value in (report.tflite_metadata or {}).items():
         lines.append((name if name == "metadata" else f"metadata: {name}", value))
+    lines += _per_class_lines(report)
     width = max(len(name) for name, _ in lines)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in lines)

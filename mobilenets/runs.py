@@ -12,14 +12,22 @@ Checkpoints are written by tf.train.CheckpointManager, which updates its index
 file only after the data files are complete: a reader always finds the last
 complete checkpoint. A model loaded from a run of averaged weights gets the averaged weights
 (restore_model), so evaluation, export and conversion use them.
+
+The data a run trained on, read back from its config.json (`run_data`), gives evaluation, export
+calibration and prediction the same images the run saw, split the same way:
+
+    data = run_data("runs/v2")                       # DataSettings: dataset, data_dir, options...
+    make_dataset(**data.dataset_arguments(data.held_out()), batch_size=50, training=False)
 """
 
+import dataclasses
 import json
 import os
+from typing import Optional
 
 import tensorflow as tf
 
-from mobilenets.errors import CheckpointError, first_line
+from mobilenets.errors import CheckpointError, ConfigError, first_line
 from mobilenets.io import write_json
 from mobilenets.registry import build_model
 
@@ -89,11 +97,128 @@ def restore_model(model, checkpoint_path, averaged=True):
     return model
 
 
-def load_run(run_dir, which="best", averaged=True):
-    """Rebuilds the model of a run and restores its `which` checkpoint (falls back to 'last'); the
-    averaged weights when the run kept an average and `averaged` (see restore_model)."""
-    model = build_model(**load_model_spec(run_dir))
+def run_checkpoint(run_dir, which="best"):
+    """Prefix of the newest checkpoint of kind `which`; for 'best', the last checkpoint when the run
+    kept no best one (a run without validation has none). CheckpointError when there is none at all."""
     path = latest_checkpoint(run_dir, which) or latest_checkpoint(run_dir, "last")
     if path is None:
         raise CheckpointError(f"{run_dir} has no checkpoint yet; train first or point at another run")
-    return restore_model(model, path, averaged)
+    return path
+
+
+def is_best_checkpoint(path):
+    """Whether checkpoint prefix `path` lies in a run's best/ folder."""
+    return os.path.basename(os.path.dirname(os.fspath(path))) == CHECKPOINTS["best"]
+
+
+def load_run(run_dir, which="best", averaged=True):
+    """Rebuilds the model of a run and restores its `which` checkpoint (see run_checkpoint); the
+    averaged weights when the run kept an average and `averaged` (see restore_model)."""
+    model = build_model(**load_model_spec(run_dir))
+    return restore_model(model, run_checkpoint(run_dir, which), averaged)
+
+
+# ---------------------------------------------------------------- the run's data
+
+CONFIG_FILE = "config.json"
+FRACTION_SPLIT = ("validation", "val")  # the split names of the part held out by data.validation_fraction
+
+
+def load_run_config(run_dir):
+    """The hparams.Config a run trained with (RUN_DIR/config.json); CheckpointError when it is missing or unreadable."""
+    from hparams import Config
+
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path} is missing, so the run's data is unknown; name the data (--dataset, --data-dir)")
+    try:
+        return Config.load(path)
+    except ConfigError as error:
+        raise CheckpointError(f"{path} is unreadable ({error}); restore it, or name the data (--dataset, --data-dir)"
+                              ) from None
+
+
+def canonical_dataset(name):
+    """The name make_dataset knows `name` by ('imagenet' -> 'imagenet2012')."""
+    from mobilenets.data.pipeline import ALIASES
+
+    return ALIASES.get(str(name).lower(), str(name).lower())
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSettings:
+    """Which images, and how to read them: make_dataset's arguments for any split (`dataset_arguments`).
+
+    from_run: the dataset a run trained on, read with the run's own options (`run_data`), so that
+    its 'train' split is what the run trained on and `held_out()` what it validated on.
+    """
+
+    dataset: str
+    data_dir: Optional[str] = None
+    image_size: Optional[object] = None  # int or (height, width); None: the dataset's
+    eval_crop_fraction: Optional[float] = None  # None: the dataset's
+    options: dict = dataclasses.field(default_factory=dict)  # source options (training.inputs.source_options)
+    from_run: bool = False
+
+    def __post_init__(self):
+        if self.data_dir is not None:
+            object.__setattr__(self, "data_dir", os.fspath(self.data_dir))
+
+    def dataset_arguments(self, split):
+        """make_dataset keyword arguments for `split`, all but batch_size, training and seed."""
+        return dict(name=self.dataset, split=split, data_dir=self.data_dir, image_size=self.image_size,
+                    eval_crop_fraction=self.eval_crop_fraction, **self.options)
+
+    def info(self):
+        """The dataset's DatasetInfo, split sizes as these options split it."""
+        from mobilenets.data import dataset_info
+
+        return dataset_info(self.dataset, self.data_dir, **self.options)
+
+    def held_out(self):
+        """The split validated on and never trained on ('validation', CIFAR's 'test'); None when every image
+        of the data is in 'train' (a class-folder tree or .npz file with validation_fraction=0)."""
+        from mobilenets.training.inputs import validation_split
+
+        return validation_split(self.info().splits)
+
+    def trained_on(self, split):
+        """Whether the run trained on the images of `split` (only the run's own data has such a split)."""
+        return self.from_run and str(split).lower() == "train"
+
+    def describe(self, split, num_images=None):
+        """'folder validation (held out: 0.25 of photos/, 9 images)' and the like."""
+        fraction = self.options.get("validation_fraction") or 0
+        where = self.data_dir
+        if fraction and where:
+            part = fraction if str(split).lower() in FRACTION_SPLIT else 1 - fraction
+            where = f"{part:g} of {where}"
+        if self.trained_on(split):
+            where = f"the run trained on these: {where or 'its training split'}"
+        elif self.from_run and fraction and str(split).lower() in FRACTION_SPLIT:
+            where = f"held out: {where}"
+        notes = [note for note in (where, None if num_images is None else f"{num_images} images") if note]
+        return f"{self.dataset} {split}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def data_of_config(config, dataset=None, data_dir=None, image_size=None):
+    """DataSettings of a training config (see `run_data`)."""
+    from mobilenets.training.inputs import source_options
+
+    size = image_size or config.model.input_size
+    if dataset is not None and canonical_dataset(dataset) != canonical_dataset(config.data.dataset):
+        return DataSettings(dataset, data_dir, size)
+    return DataSettings(config.data.dataset, data_dir or config.data.data_dir, size, config.data.eval_crop_fraction,
+                        source_options(config), from_run=True)
+
+
+def run_data(run_dir, dataset=None, data_dir=None, image_size=None):
+    """DataSettings of the data a run trained on, from RUN_DIR/config.json: its dataset and data_dir,
+    the source options training used (validation_fraction, split seed...: training.inputs.source_options),
+    the model's input size and the evaluation crop. The one place evaluation, export calibration and
+    prediction learn a run's data from.
+
+    dataset / data_dir / image_size override the run's: another copy of the same dataset keeps the
+    run's options (the same split); another dataset is read with its own defaults.
+    """
+    return data_of_config(load_run_config(run_dir), dataset, data_dir, image_size)

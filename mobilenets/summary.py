@@ -74,11 +74,11 @@ def plot(table, dataset, path):
 
 
 def main(argv=None):
+    from mobilenets import cli
     from mobilenets.errors import MobilenetsError
-    from mobilenets.registry import list_models
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", help=f"model names: {', '.join(list_models())}")
+    parser.add_argument("models", nargs="*", help="model names (default: every registered model)")
     parser.add_argument("--all", action="store_true", help="every registered model")
     parser.add_argument("--dataset", default="imagenet", choices=sorted(DATASETS))
     parser.add_argument("--width", type=float, default=1.0, help="width multiplier")
@@ -87,9 +87,11 @@ def main(argv=None):
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--plot", metavar="PNG", default=None, help="also write top-1 and parameters vs multiply-adds")
     args = parser.parse_args(argv)
-    names = list_models() if args.all or not args.models else args.models
+    registry = cli.import_quietly("mobilenets.registry")
+    names = registry.list_models() if args.all or not args.models else args.models
     try:
-        table = list(rows(names, args.dataset, args.width, args.image_size, expansion=args.expansion))
+        with cli.held_stderr():  # TensorFlow's log lines while the models build
+            table = list(rows(names, args.dataset, args.width, args.image_size, expansion=args.expansion))
     except MobilenetsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

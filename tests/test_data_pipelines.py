@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from mobilenets.data import AUGMENTATIONS, SkippedImagesWarning, dataset_info, list_datasets, make_dataset, scan_folder
-from mobilenets.data import augment, imagenet, npz
+from mobilenets.data import augment, imagenet, npz, tfds_source
 from mobilenets.errors import ConfigError, DataError
 
 RNG = np.random.default_rng(0)
@@ -178,7 +178,7 @@ def test_cifar10_binary_eval_returns_stored_pixels(tmp_path, archived):
     np.testing.assert_array_equal(y, data["test"][1])
 
 
-def test_cifar100_python_and_binary_use_fine_labels(tmp_path):
+def test_cifar100_python_and_binary_use_fine_labels(tmp_path, monkeypatch):
     folder = tmp_path / "py" / "cifar-100-python"
     folder.mkdir(parents=True)
     data = {"train": cifar_split(100, 8), "test": cifar_split(100, 5)}
@@ -189,6 +189,7 @@ def test_cifar100_python_and_binary_use_fine_labels(tmp_path):
         x, y = collect(make_dataset("cifar100", "train", 3, training=False, data_dir=data_dir))
         np.testing.assert_array_equal(x, expected["train"][0])
         np.testing.assert_array_equal(y, expected["train"][1])
+    monkeypatch.setattr(tfds_source, "can_reach", lambda url: True)  # tfds could download it
     assert dataset_info("cifar100").num_classes == 100
 
 
@@ -509,6 +510,7 @@ def test_bad_npz_files_name_the_file(tmp_path):
 
 def test_tfds_without_network_explains_how_to_prepare_offline(tmp_path, monkeypatch):
     tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(tfds_source, "can_reach", lambda url: True)  # the host answers, the download fails
 
     def no_network(self, *args, **kwargs):
         raise ConnectionError("Failed to resolve 'www.cs.toronto.edu'\n(Name or service not known)")
@@ -539,7 +541,8 @@ def test_bad_arguments_are_config_errors(cifar10_python):
         make_dataset("cifar10", "test", 64, training=True, data_dir=cifar10_python[0])
 
 
-def test_dataset_info_gives_classes_size_and_split_sizes():
+def test_dataset_info_gives_classes_size_and_split_sizes(monkeypatch):
+    monkeypatch.setattr(tfds_source, "can_reach", lambda url: True)  # tfds could download it
     assert dataset_info("cifar10").splits == {"train": 50000, "test": 10000}
     info = dataset_info("imagenet")
     assert (info.num_classes, info.image_size, info.splits["validation"]) == (1000, (224, 224), 50000)
@@ -604,6 +607,7 @@ def test_tfds_download_path_imports_and_reaches_the_network_call(tmp_path, monke
         raise requests.exceptions.ConnectionError(f"no network in this test: {url}")
 
     monkeypatch.setattr(requests.Session, "get", no_network)
+    monkeypatch.setattr(tfds_source, "can_reach", lambda url: True)  # the probe passes, the download fails
     with pytest.raises(DataError) as excinfo:
         make_dataset("cifar10", "train", 2, training=True, data_dir=tmp_path)
     assert fetched == ["https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"]  # got as far as the download

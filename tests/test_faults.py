@@ -71,7 +71,7 @@ def test_nan_restart_continues_from_the_last_good_checkpoint_with_a_lower_learni
     assert "the loss became nan at step 3" in restarts[0] and "ckpt-1 (epoch 1)" in restarts[0]
     assert "learning rate times 0.25" in restarts[0]
     steps_per_epoch = 2
-    full_rate = float(learning_rate_schedule(config, steps_per_epoch)(3 * steps_per_epoch))
+    full_rate = float(learning_rate_schedule(config, steps_per_epoch)(3 * steps_per_epoch - 1))  # its last step
     assert result.history[-1]["learning_rate"] == pytest.approx(0.25 * full_rate, rel=1e-6)
     latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
     assert tf.train.load_variable(latest, "lr_scale/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(0.25)

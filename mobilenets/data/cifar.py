@@ -6,7 +6,9 @@ from tensorflow-datasets.
     cifar-100-python.tar.gz, cifar-100-binary.tar.gz (read without extracting);
   - an extracted folder: cifar-10-batches-py/, cifar-10-batches-bin/,
     cifar-100-python/, cifar-100-binary/, or a folder containing one of them
-    or one of the archives;
+    or one of the archives; a folder missing some batches (an interrupted
+    download, a subset) gives the batches it holds, with a warning naming the
+    missing ones;
   - a tfds data directory holding a prepared `cifar10` / `cifar100`;
   - None: tfds' default directory (downloaded there if allowed).
 Python batches are pickled dicts with b'data' (N, 3072) uint8 in CHW-planar
@@ -19,6 +21,7 @@ import io
 import os
 import pickle
 import tarfile
+import warnings
 import zlib
 
 import numpy as np
@@ -32,6 +35,11 @@ DEFAULT_AUGMENT = "cifar"
 EVAL_CROP_FRACTION = 1.0
 SPLITS = {"train": "train", "test": "test", "validation": "test", "val": "test"}
 URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+DOWNLOADS = "https://www.cs.toronto.edu/~kriz/"  # + an archive's name
+
+
+class PartialCopyWarning(UserWarning):
+    """A CIFAR folder holds only some of a split's batch files."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,10 +91,12 @@ def info(name, data_dir=None):
     records from the file sizes, python batches from their labels; tfds' own counts otherwise."""
     layout = LAYOUTS[name]
     splits = dict(layout.num_examples)
-    found = None if data_dir is None else _find_local_copy(require_path(data_dir, f"{name} data_dir", _how_to(name)),
-                                                           layout)
+    path = None if data_dir is None else require_path(data_dir, f"{name} data_dir", _how_to(name))
+    found = None if path is None else _find_local_copy(path, layout)
     if found is not None:
         splits = {split: _count(found, layout, split, _how_to(name)) for split in layout.num_examples}
+    else:  # tfds will read or download it: fail now, before a training run creates anything, if it cannot
+        tfds_source.check_downloadable(name, path, url=_archive_url(name), how_to=_how_to(name))
     return DatasetInfo(name, layout.num_classes, IMAGE_SIZE, splits, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
 
 
@@ -95,11 +105,14 @@ def _count(found, layout, split, how_to):
     kind, location = found
     record = layout.label_bytes + 3072
     if kind == "binary":
-        return sum(_file_size(os.path.join(location, n), how_to) // record for n in layout.binary_files[split])
-    sizes = _archive_members(location, layout, split) if kind == "archive" else None
+        return sum(_file_size(path, how_to) // record for path in _present(location, layout.binary_files[split], split))
+    if kind == "python":
+        paths = _present(location, layout.python_files[split], split)
+        return sum(len(_python_labels(path, _read_file(path, how_to), layout)) for path in paths)
+    sizes = _archive_members(location, layout, split)
     if sizes is not None:
         return sum(size // record for size in sizes)
-    kind, files = _split_files(found, layout, split, how_to)
+    kind, files = _split_files(found, layout, split, how_to)  # a python archive: its labels
     return sum(len(_python_labels(where, data, layout)) for where, data in files)
 
 
@@ -147,17 +160,21 @@ def load(request, *, download=True):
     return in_memory_source(images, labels, location)
 
 
+def _archive_url(name):
+    return DOWNLOADS + LAYOUTS[name].archives[0]
+
+
 def _how_to(name):
-    archive = LAYOUTS[name].archives[0]
     return (
-        f"download {archive} from {URL} (on any machine with network) and pass its path or folder as data_dir, "
-        f"or run `tfds build {name} --data_dir DIR` there, copy DIR here and pass data_dir=DIR"
+        f"download {_archive_url(name)} on a machine with network and pass the archive or its extracted folder as "
+        f"--data-dir (data_dir), or run `tfds build {name} --data_dir DIR` there and pass DIR"
     )
 
 
 def _from_tfds(request, split, data_dir, download, how_to):
     return tfds_source.tfds_source(
-        request.name, split, data_dir, training=request.training, seed=request.seed, download=download, how_to=how_to
+        request.name, split, data_dir, training=request.training, seed=request.seed, download=download, how_to=how_to,
+        url=_archive_url(request.name),
     )
 
 
@@ -165,10 +182,9 @@ def _find_local_copy(path, layout):
     """('archive'|'python'|'binary', location) for the official copy at `path`, or None."""
     if os.path.isfile(path):
         return "archive", path
-    if os.path.isfile(os.path.join(path, layout.python_files["test"][0])):
-        return "python", path
-    if os.path.isfile(os.path.join(path, layout.binary_files["test"][0])):
-        return "binary", path
+    for kind, files in (("python", layout.python_files), ("binary", layout.binary_files)):
+        if any(os.path.isfile(os.path.join(path, name)) for names in files.values() for name in names):
+            return kind, path
     for kind, folder in (("python", layout.python_dir), ("binary", layout.binary_dir)):
         if os.path.isdir(os.path.join(path, folder)):
             return kind, os.path.join(path, folder)
@@ -184,7 +200,21 @@ def _split_files(found, layout, split, how_to):
     if kind == "archive":
         return _read_archive(location, layout, split)
     names = layout.python_files[split] if kind == "python" else layout.binary_files[split]
-    return kind, [(os.path.join(location, n), _read_file(os.path.join(location, n), how_to)) for n in names]
+    files = [(path, _read_file(path, how_to)) for path in _present(location, names, split)]
+    if not files:
+        raise DataError(f"{location} holds none of the {split} batches ({', '.join(names)}); {how_to}")
+    return kind, files
+
+
+def _present(location, names, split):
+    """The paths of the batch files `names` found in `location`, warning once about the missing ones."""
+    paths = [os.path.join(location, n) for n in names]
+    present = [p for p in paths if os.path.exists(p)]
+    missing = [n for n, p in zip(names, paths) if p not in present]
+    if missing:
+        warnings.warn(f"{location} lacks {', '.join(missing)}: its {split} split has {len(present)} of the "
+                      f"{len(names)} batches", PartialCopyWarning, stacklevel=1)
+    return present
 
 
 def _read_file(path, how_to):

@@ -12,8 +12,6 @@ import tensorflow as tf
 
 from mobilenets.errors import DataError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
 
 @dataclasses.dataclass(frozen=True)
 class Request:
@@ -105,12 +103,12 @@ def in_memory_source(images, labels, where):
 
 
 def decode_image(data):
-    """JPEG or PNG bytes (format sniffed, not taken from the file name) -> uint8 (H, W, 3)."""
+    """JPEG, PNG, BMP, GIF (first frame) or WebP bytes (format sniffed, not from the file name) -> uint8 (H, W, 3)."""
     image = tf.io.decode_image(data, channels=3, expand_animations=False)
     image.set_shape([None, None, 3])
     return image
 
 
 def read_image(path):
-    """A JPEG or PNG file -> uint8 (H, W, 3)."""
+    """An image file (see decode_image) -> uint8 (H, W, 3)."""
     return decode_image(tf.io.read_file(path))

@@ -51,6 +51,8 @@ def info(name, data_dir=None):
     elif path and (folder.split_dir(path, "train") or folder.split_dir(path, "validation")):
         counted = folder.info("folder", path).splits
         splits = {split: counted.get(split, 0) for split in SPLIT_EXAMPLES}
+    elif path:
+        tfds_source.refuse_photo_folder(path)
     return DatasetInfo(name, NUM_CLASSES, IMAGE_SIZE, splits, DEFAULT_AUGMENT, EVAL_CROP_FRACTION)
 
 

@@ -2,27 +2,97 @@
 preparing one (download, or ImageNet's manual archives) is attempted only when
 allowed, and any failure becomes one DataError that says how to prepare the
 data on a machine with network.
+
+Before a download, `check_downloadable` makes sure it can only succeed or fail
+having written nothing: the data_dir must hold nothing but what tfds itself
+writes (a folder of photos or anything else of the user's is refused), and the
+download host must answer one short probe (offline fails in seconds, not after
+minutes of retries, and leaves no `downloads/` or ~/tensorflow_datasets behind).
 """
 
 import os
+import socket
+import threading
+import urllib.parse
+import urllib.request
 
 import tensorflow as tf
 
 from mobilenets.data.common import Source, decode_image, one_line
+from mobilenets.data.layout import foreign_entries, photo_class_folders
 from mobilenets.errors import DataError
 
+PROBE_TIMEOUT = 3.0  # seconds to open a connection to the download host
 
-def tfds_source(tfds_name, split, data_dir, *, training, seed, download, how_to, manual_dir=None, encoded=False):
+
+def can_reach(url, timeout=PROBE_TIMEOUT):
+    """True when a TCP connection to the host of `url` (or to the HTTPS proxy, when one is set) opens
+    within `timeout` seconds, name lookup included."""
+    target = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or url)
+    reached = []
+
+    def probe():
+        try:
+            socket.create_connection((target.hostname, target.port or 443), timeout=timeout).close()
+            reached.append(True)
+        except (OSError, UnicodeError):
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(reached)
+
+
+def refuse_photo_folder(data_dir):
+    """DataError when `data_dir` is a tree of class folders of images, meant for --dataset folder."""
+    classes = photo_class_folders(data_dir)
+    if classes:
+        raise DataError(f"{data_dir} looks like a folder of photos ({classes} class folder{'s' * (classes > 1)}): "
+                        f"add --dataset folder")
+
+
+def refuse_foreign_dir(tfds_name, data_dir, how_to):
+    """DataError when `data_dir` holds anything tensorflow-datasets did not write (it would put its
+    download and dataset beside the user's files); one that says so for a folder of photos."""
+    refuse_photo_folder(data_dir)
+    foreign = foreign_entries(data_dir) if os.path.isdir(data_dir) else [os.path.basename(data_dir)]
+    if foreign:
+        raise DataError(f"{data_dir} holds {', '.join(foreign[:3])}{', ...' * (len(foreign) > 3)}, not a "
+                        f"{tfds_name} copy (tensorflow-datasets would write beside it); {how_to}")
+
+
+def check_downloadable(tfds_name, data_dir, *, url, how_to):
+    """The tfds builder of `tfds_name` in `data_dir` (tfds' default directory when None), once it is
+    prepared or could be downloaded there: DataError otherwise, nothing written (module docstring)."""
+    import tensorflow_datasets as tfds  # imported only when tfds is the source
+
+    if data_dir is not None:
+        refuse_foreign_dir(tfds_name, data_dir, how_to)
+    builder = tfds.builder(tfds_name, data_dir=data_dir)
+    if not builder.is_prepared() and not can_reach(url):
+        host = urllib.parse.urlsplit(url).hostname
+        raise DataError(f"cannot reach {host} to download {tfds_name} (offline?) and {builder.data_dir} holds no "
+                        f"prepared copy; {how_to}")
+    return builder
+
+
+def tfds_source(tfds_name, split, data_dir, *, training, seed, download, how_to, manual_dir=None, encoded=False,
+                url=None):
     """A Source reading split `split` of tfds dataset `tfds_name`.
 
     `encoded`: keep the images as their stored JPEG/PNG bytes (decoded later by
     the pipeline, after shuffling); otherwise tfds decodes them and the split
     is cached in memory (small datasets such as CIFAR).
     `how_to`: the end of the error message, how to get the data without network.
+    `url`: a file tfds downloads, checked (check_downloadable) before a download.
     """
     import tensorflow_datasets as tfds  # imported only when tfds is the source
 
-    builder = tfds.builder(tfds_name, data_dir=data_dir)
+    if download and url:
+        builder = check_downloadable(tfds_name, data_dir, url=url, how_to=how_to)
+    else:
+        builder = tfds.builder(tfds_name, data_dir=data_dir)
     if not builder.is_prepared():
         if not (download or manual_dir):
             raise DataError(f"no prepared tfds '{tfds_name}' in {builder.data_dir}; {how_to}")

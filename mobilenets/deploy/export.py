@@ -45,10 +45,12 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.errors import ConfigError, DataError, ExportError, first_line
+from mobilenets import runs
+from mobilenets.errors import CheckpointError, ConfigError, DataError, ExportError, first_line
 from mobilenets.evaluation import TFLitePredictor, load_keras_source, run_dir_of_checkpoint, source_kind
 from mobilenets.io import atomic_path, write_json
 from mobilenets.layers import Normalize, decomposed_hard_swish
+from mobilenets.labels import class_names, dataset_labels
 from mobilenets.deploy.tuning import deployed_model
 from mobilenets.deploy.litert import (
     append_float_softmax,
@@ -71,7 +73,6 @@ FLOAT32_TOLERANCE = 1e-4  # scale: the largest |logit| (float32 rounding grows w
 FLOAT16_TOLERANCE = 1e-2  # scale: the logit range, max - min (softmax ignores a shift of all logits)
 METADATA_NAME = "mobilenets"
 NEEDS_IMAGES = "--quantize {mode} needs representative images: pass --representative-data DATASET or FILE.npz"
-CIFAR10_LABELS = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 # ---------------------------------------------------------------- sources
@@ -83,18 +84,15 @@ class Source:
 
     model: keras.Model
     description: str
-    dataset: Optional[str] = None  # the training run's dataset, for calibration images and labels
-    data_dir: Optional[str] = None
+    data: Optional[runs.DataSettings] = None  # the training run's data as it trained on it (runs.run_data)
 
 
 def _run_data(run_dir):
-    """(dataset, data_dir) recorded in RUN_DIR/config.json, or (None, None)."""
+    """The run's `runs.DataSettings` (runs.run_data), or None when its config.json is missing or unreadable."""
     try:
-        with open(os.path.join(run_dir, "config.json")) as f:
-            data = json.load(f).get("data", {})
-        return data.get("dataset"), data.get("data_dir")
-    except (OSError, ValueError, AttributeError):
-        return None, None
+        return runs.run_data(run_dir)
+    except CheckpointError:
+        return None
 
 
 def load_source(source, which="best", weights=None, **build_kwargs):
@@ -120,8 +118,8 @@ def load_source(source, which="best", weights=None, **build_kwargs):
         raise ExportError(f"{source} is already a .tflite file; pass the run directory or Keras model it came from")
     model = load_keras_source(source, kind, which)
     run_dir = source if kind == "run" else run_dir_of_checkpoint(source) if kind == "checkpoint" else None
-    dataset, data_dir = _run_data(run_dir) if run_dir else (None, None)
-    return Source(model, f"{source} ({kind})", dataset, data_dir)
+    data = _run_data(run_dir) if run_dir else None
+    return Source(model, f"{source} ({kind})", data)
 
 
 def image_shape(model):
@@ -142,14 +140,21 @@ def image_shape(model):
 class ImageSource:
     """Raw 0..255 float32 images for calibration, QAT and the parity check.
 
-    spec: a `.npz` file with `x` (N, H, W, 3) uint8 at the model's size, or a
-    dataset name for `mobilenets.data.make_dataset` (its training split, at the
-    model's size, through the training pipeline: augmented for QAT, not for
-    calibration and parity).
+    spec: a `.npz` file with `x` (N, H, W, 3) uint8 at the model's size, a
+    dataset name for `mobilenets.data.make_dataset`, or a training run's
+    `runs.DataSettings` (its options: the run's own training images, none it held
+    out). Of a dataset, the training split at the model's size, through the
+    training pipeline: augmented for QAT, not for calibration and parity.
     """
 
     def __init__(self, spec, shape, data_dir=None, seed=0):
-        self.spec, self.shape, self.data_dir, self.seed = os.fspath(spec), tuple(shape), data_dir, seed
+        self.shape, self.data_dir, self.seed = tuple(shape), data_dir, seed
+        if isinstance(spec, runs.DataSettings):
+            self.data = dataclasses.replace(spec, image_size=self.shape[:2])
+            self.spec = self.data.dataset
+        else:
+            self.spec = os.fspath(spec)
+            self.data = runs.DataSettings(self.spec, data_dir, self.shape[:2])
         self.array = self._read_npz() if self.spec.endswith(".npz") else None
 
     def _read_npz(self):
@@ -170,14 +175,14 @@ class ImageSource:
 
     @property
     def description(self):
-        return self.spec if self.array is not None else f"{self.spec} training split"
+        if self.array is not None:
+            return self.spec
+        return self.data.describe("train") if self.data.from_run else f"{self.spec} training split"
 
     def num_images(self):
         if self.array is not None:
             return len(self.array)
-        from mobilenets.data import dataset_info
-
-        return dataset_info(self.spec, self.data_dir).splits.get("train")
+        return self.data.info().splits.get("train")
 
     def batches(self, batch_size, training):
         """tf.data.Dataset of float32 image batches (B, H, W, 3)."""
@@ -188,17 +193,16 @@ class ImageSource:
             return images.batch(batch_size).map(_to_float)
         from mobilenets.data import make_dataset
 
-        dataset = make_dataset(
-            self.spec, "train", batch_size, training, data_dir=self.data_dir, image_size=self.shape[:2], seed=self.seed
-        )
+        dataset = make_dataset(**self.data.dataset_arguments("train"), batch_size=batch_size, training=training,
+                               seed=self.seed)
         return dataset.map(_images_only)
 
     def take(self, count, skip=0):
-        """`count` images as one float32 array, after skipping `skip` (fewer if the source has fewer)."""
+        """`count` images as one float32 array, after skipping `skip` (fewer if the source has fewer; none past it)."""
         if self.array is not None:
             return self.array[skip : skip + count].astype(np.float32)
-        images = self.batches(64, training=False).unbatch().skip(skip).take(count)
-        return np.stack(list(images.as_numpy_iterator())) if count else np.zeros((0, *self.shape), np.float32)
+        images = list(self.batches(64, training=False).unbatch().skip(skip).take(count).as_numpy_iterator())
+        return np.stack(images) if images else np.zeros((0, *self.shape), np.float32)
 
 
 def _to_float(images):
@@ -305,34 +309,10 @@ def _normalization(model):
     return None if layer is None else {"mean": list(layer.mean), "std": list(layer.std), "in_model": True}
 
 
-def _labels(labels, dataset, data_dir, num_classes):
-    """Label names from a file (one per line), else the dataset's own, else None."""
-    if labels is not None:
-        try:
-            with open(labels) as f:
-                names = [line.strip() for line in f if line.strip()]
-        except OSError as error:
-            raise ConfigError(f"cannot read labels file {labels} ({error.strerror}); pass a text file, one name a line")
-    elif dataset in ("cifar10", "cifar-10"):
-        names = list(CIFAR10_LABELS)
-    elif dataset == "folder" and data_dir:
-        from mobilenets.data.folder import class_names
-
-        names = class_names(data_dir)
-    else:
-        return None
-    if len(names) != num_classes:
-        raise ConfigError(f"{len(names)} label names for a model with {num_classes} classes; fix the labels file")
-    return names
-
-
-def class_names(names, num_classes):
-    """`names`, or class_0 ... class_{N-1} when no names are known."""
-    return list(names) if names else [f"class_{index}" for index in range(num_classes)]
-
-
-def describe(model, mode, labels=None, int8_io=False, source="", probabilities=False, uint8_io=False):
-    """What a phone app needs to feed the model and read its answer (the embedded and sidecar JSON)."""
+def describe(model, mode, labels=None, int8_io=False, source="", probabilities=False, uint8_io=False,
+             eval_crop_fraction=None):
+    """What a phone app needs to feed the model and read its answer (the embedded and sidecar JSON);
+    eval_crop_fraction: the central crop the model was validated with (a run's), None when unknown."""
     height, width, _ = image_shape(model)
     dtype = "int8" if int8_io else "uint8" if uint8_io else "float32"
     note = "raw RGB pixels resized to the input size; the model normalizes them in its first layer"
@@ -350,6 +330,7 @@ def describe(model, mode, labels=None, int8_io=False, source="", probabilities=F
             "dtype": dtype,
             "pixel_range": [0, 255],
             "normalization": _normalization(model),
+            "eval_crop_fraction": eval_crop_fraction,
             "note": note,
         },
         "output": {
@@ -500,13 +481,48 @@ def _check_options(mode, int8_io, counts, qat_lengths, uint8_io=False):
             raise ConfigError(f"{name} must be positive, got {value!r}")
 
 
+def _image_source(representative_data, data_dir, source, shape, seed):
+    """ImageSource of `representative_data`, else of the run's own training images (none it held out), else None."""
+    if representative_data:
+        return ImageSource(representative_data, shape, data_dir, seed)
+    return ImageSource(source.data, shape, seed=seed) if source.data is not None else None
+
+
+def _short(error):
+    """A DataError's what-is-wrong part, without its how-to."""
+    return first_line(error).split("; ")[0]
+
+
+def _calibration_images(images, count, mode):
+    """The first `count` images of `images`; one-line ConfigError when there are none to read."""
+    needs = NEEDS_IMAGES.format(mode=mode)
+    try:
+        batch = images.take(count)
+    except DataError as error:
+        if not images.data.from_run:
+            raise
+        raise ConfigError(f"cannot read the run's training images to calibrate on ({_short(error)}); "
+                          f"{needs.split(': ')[1]}") from None
+    if not len(batch):
+        raise ConfigError(f"{images.description} has no images to calibrate on; {needs.split(': ')[1]}")
+    return batch
+
+
 def _check_images(images, count, skip, shape, seed):
-    """(raw-pixel batch for the parity check, where it comes from)."""
+    """(raw-pixel batch for the parity check, where it comes from): uniform random pixels without images, or
+    when a run's own images cannot be read (a float export does not need them)."""
     if images is None:
         return random_images(count, shape, seed), "uniform random pixels"
-    batch = images.take(count, skip=skip)
-    if len(batch) < count:  # a small source: check on its first images instead
-        batch = images.take(count)
+    try:
+        batch = images.take(count, skip=skip)
+        if len(batch) < count:  # a small source: check on its first images instead
+            batch = images.take(count)
+    except DataError as error:
+        if not images.data.from_run:
+            raise
+        return random_images(count, shape, seed), f"uniform random pixels (the run's images: {_short(error)})"
+    if not len(batch):
+        return random_images(count, shape, seed), "uniform random pixels"
     return batch, images.description
 
 
@@ -551,7 +567,8 @@ def export(
     """Exports `source` (see `load_source`; a keras.Model is taken as is) to `output`; returns an `ExportReport`.
 
     representative_data: dataset name or .npz (see `ImageSource`; default: the
-        run's dataset); required for int8 and qat, and the parity batch whenever
+        run's own training images, read as it trained on them, none it held out:
+        `runs.run_data`); required for int8 and qat, and the parity batch whenever
         there is one (else uniform random pixels).
     min_agreement: fail a quantized export whose top-1 agreement is lower.
     qat_steps / qat_epochs: fine-tuning length (default one epoch of the images).
@@ -571,14 +588,14 @@ def export(
     else:
         source = load_source(source, which, **source_kwargs)
     model, shape = source.model, image_shape(source.model)
-    spec, spec_dir = (representative_data, data_dir) if representative_data else (source.dataset, source.data_dir)
-    images = ImageSource(spec, shape, spec_dir, seed) if spec else None
+    images = _image_source(representative_data, data_dir, source, shape, seed)
     if quantize in INTEGER_MODES and images is None:
         raise ConfigError(NEEDS_IMAGES.format(mode=quantize))
     num_classes = int(model.outputs[0].shape[-1])
-    names = class_names(_labels(labels, source.dataset, source.data_dir, num_classes), num_classes)
+    data = source.data or runs.DataSettings(None)
+    names = class_names(dataset_labels(labels, data.dataset, data.data_dir, num_classes), num_classes)
     probabilities = not logits
-    calibration = images.take(calibration_images) if quantize in INTEGER_MODES else None
+    calibration = _calibration_images(images, calibration_images, quantize) if quantize in INTEGER_MODES else None
     check_images, check_source = _check_images(
         images, parity_images, 0 if calibration is None else len(calibration), shape, seed
     )
@@ -590,7 +607,8 @@ def export(
             converted, images, calibration, qat_steps, qat_epochs, qat_batch_size, qat_learning_rate
         )
     flatbuffer = convert(converted, quantize, calibration, int8_io, probabilities, uint8_io)
-    description = describe(model, quantize, names, int8_io, source.description, probabilities, uint8_io)
+    description = describe(model, quantize, names, int8_io, source.description, probabilities, uint8_io,
+                           data.eval_crop_fraction)
     tensors = litert.io_tensors(flatbuffer)
     flatbuffer = tflite_metadata.populate(
         embed_metadata(flatbuffer, METADATA_NAME, json.dumps(description).encode()),

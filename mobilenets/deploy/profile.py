@@ -150,7 +150,7 @@ def format_profile(rows, whole_ms, partitions, left, top=None, by_kind=False):
             count, ms = kinds.get(row.op, (0, 0.0))
             kinds[row.op] = (count + 1, ms + row.milliseconds)
         lines.append(f"{'op':<30} {'count':>5} {'ms':>9} {'share':>7}")
-        for name, (count, ms) in sorted(kinds.items(), key=lambda item: -item[1][1]):
+        for name, (count, ms) in sorted(kinds.items(), key=lambda item: -item[1][1])[:top]:
             lines.append(f"{name:<30} {count:>5} {ms:>9.3f} {100 * ms / total:>6.1f}%")
         return "\n".join(lines)
     shown = sorted(rows, key=lambda row: -row.milliseconds)[:top] if top else rows
@@ -167,7 +167,7 @@ def main(argv=None):
     parser.add_argument("model", help="a .tflite file")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--runs", type=int, default=50, help="timed invokes per op (median)")
-    parser.add_argument("--top", type=int, default=None, help="only the N slowest ops")
+    parser.add_argument("--top", type=int, default=None, help="only the N slowest ops (with --by-kind: op kinds)")
     parser.add_argument("--by-kind", action="store_true", help="one line per op kind: count, total ms, share")
     args = parser.parse_args(argv)
     from mobilenets import cli
@@ -177,11 +177,12 @@ def main(argv=None):
     def action():
         from mobilenets.errors import CheckpointError, first_line
 
-        try:
-            result = profile(args.model, args.threads, args.runs)
-        except (OSError, ValueError, RuntimeError) as error:
-            raise CheckpointError(f"cannot profile {args.model} ({first_line(error, 200)}); "
-                                  "pass a .tflite file written by export_tflite.py") from None
+        with cli.held_stderr():  # LiteRT's own lines ("Created TensorFlow Lite XNNPACK delegate for CPU.")
+            try:
+                result = profile(args.model, args.threads, args.runs)
+            except (OSError, ValueError, RuntimeError) as error:
+                raise CheckpointError(f"cannot profile {args.model} ({first_line(error, 200)}); "
+                                      "pass a .tflite file written by export_tflite.py") from None
         print(format_profile(*result, top=args.top, by_kind=args.by_kind))
 
     return cli.run(action)

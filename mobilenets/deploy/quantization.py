@@ -30,6 +30,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
+from mobilenets.quiet import held_stderr
 from mobilenets.errors import ExportError
 from mobilenets.deploy.flatten import flatten
 from mobilenets.attention import AttentionCore
@@ -172,16 +173,17 @@ def convert_int8_float_attention(converter):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
     converter.experimental_mlir_quantizer = True
     converter._experimental_calibrate_only = True
-    calibrated = converter.convert()
     integer_io = converter.inference_input_type in (tf.int8, tf.uint8)  # else float in and out, int8 inside
-    return lite_convert.mlir_quantize(
-        calibrated,
-        disable_per_channel=converter._experimental_disable_per_channel,
-        fully_quantize=integer_io,
-        input_data_type=converter.inference_input_type or tf.float32,
-        output_data_type=converter.inference_output_type or tf.float32,
-        denylisted_ops=list(FLOAT_ATTENTION_OPS),
-    )
+    with held_stderr():  # the converter's own lines ("fully_quantize: 0, inference_type: 6, ...")
+        calibrated = converter.convert()
+        return lite_convert.mlir_quantize(
+            calibrated,
+            disable_per_channel=converter._experimental_disable_per_channel,
+            fully_quantize=integer_io,
+            input_data_type=converter.inference_input_type or tf.float32,
+            output_data_type=converter.inference_output_type or tf.float32,
+            denylisted_ops=list(FLOAT_ATTENTION_OPS),
+        )
 
 
 def distillation_loss(teacher_logits, student_logits):

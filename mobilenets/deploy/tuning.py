@@ -15,6 +15,7 @@ import tempfile
 import numpy as np
 import tf_keras as keras
 
+from mobilenets.quiet import held_stderr
 from mobilenets.condense import learned_group_convs
 from mobilenets.deploy.convert import (
     BLOCK_FORMS,
@@ -71,9 +72,10 @@ def _time_forms(models, quantize, threads, runs):
     with tempfile.TemporaryDirectory() as directory:
         for index, model in enumerate(models):
             path = os.path.join(directory, f"form{index}.tflite")
-            with open(path, "wb") as f:
-                f.write(_tflite(model, quantize))
-            timers.append(InvokeTimer(TFLitePredictor(path, threads)))
+            with held_stderr():  # the converter's and LiteRT's own lines
+                with open(path, "wb") as f:
+                    f.write(_tflite(model, quantize))
+                timers.append(InvokeTimer(TFLitePredictor(path, threads)))
         return median_latencies_ms(timers, runs, warmup=5, block=10)
 
 

@@ -26,8 +26,15 @@ def global_step(model):
     return int(model.optimizer.iterations.numpy())
 
 
+def rate_of_last_step(learning_rate, model):
+    """The learning rate the optimizer's last step ran with: the schedule at the step counter before
+    that step (the counter's current value is the next step's)."""
+    return float(learning_rate(max(global_step(model) - 1, 0)))
+
+
 class EpochLogs(keras.callbacks.Callback):
-    """Adds the learning rate and, for LGC models, the masked fraction to the epoch logs.
+    """Adds the learning rate the epoch ended with (its last step's) and, for LGC models, the masked
+    fraction to the epoch logs.
 
     Place it before the callbacks that write the logs.
     """
@@ -40,7 +47,7 @@ class EpochLogs(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        logs["learning_rate"] = float(self.learning_rate(global_step(self.model)))
+        logs["learning_rate"] = rate_of_last_step(self.learning_rate, self.model)
         if self.has_lgc:
             logs["lgc_sparsity"] = sparsity(self.network)
 
@@ -191,8 +198,8 @@ def write_scalar(name, value):
 
 class TensorBoardLog(keras.callbacks.Callback):
     """RUN_DIR/logs/{train,validation}: epoch_* scalars (loss, accuracy, learning_rate, lgc_sparsity)
-    at step = epoch, and batch_loss / batch_accuracy / learning_rate every `every` optimizer steps
-    (Keras' TensorBoard callback layout)."""
+    at step = epoch, and batch_loss / batch_accuracy / learning_rate (the rate of the step just taken)
+    every `every` optimizer steps (Keras' TensorBoard callback layout)."""
 
     def __init__(self, log_dir, every, learning_rate):
         super().__init__()
@@ -208,7 +215,7 @@ class TensorBoardLog(keras.callbacks.Callback):
             for key in ("loss", "accuracy"):
                 if key in (logs or {}):
                     write_scalar(f"batch_{key}", _number(logs[key]))
-            write_scalar("learning_rate", float(self.learning_rate(step)))
+            write_scalar("learning_rate", rate_of_last_step(self.learning_rate, self.model))
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
@@ -219,6 +226,10 @@ class TensorBoardLog(keras.callbacks.Callback):
                 write_scalar("epoch_" + (key[4:] if validation else key), _number(value))
         self.train.flush()
         self.validation.flush()
+
+    def close(self):
+        self.train.close()
+        self.validation.close()
 
 
 def _number(value):

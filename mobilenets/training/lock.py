@@ -23,17 +23,22 @@ def _holder(handle):
 
 
 def acquire(run_dir):
-    """Takes RUN_DIR's lock; ConfigError naming the holding process when another one has it."""
+    """Takes RUN_DIR's lock; ConfigError naming the holding process when another one has it, or when
+    RUN_DIR cannot be created. Returns the outermost directory this call created (None if none)."""
     key = os.path.realpath(run_dir)
     if key in _held:
         handle, count, created = _held[key]
         _held[key] = (handle, count + 1, created)
-        return
+        return None
     created, path = None, os.path.abspath(run_dir)
     while not os.path.isdir(path):  # the outermost directory this call creates
         created, path = path, os.path.dirname(path)
-    os.makedirs(run_dir, exist_ok=True)
-    handle = open(os.path.join(run_dir, LOCK_FILE), "a+")
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        handle = open(os.path.join(run_dir, LOCK_FILE), "a+")
+    except OSError as error:
+        raise ConfigError(f"cannot create the run directory {run_dir} ({error.strerror or error}); pick another "
+                          f"--run-dir") from None
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -46,6 +51,7 @@ def acquire(run_dir):
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     handle.flush()
     _held[key] = (handle, 1, created)
+    return created
 
 
 def release(run_dir):

@@ -9,10 +9,11 @@ different config gets a directory of its own. Settings that do not change the re
 import hashlib
 import json
 import os
+import shutil
 
 from hparams import Config, apply_overrides
 from mobilenets.errors import ConfigError
-from mobilenets.runs import CHECKPOINTS
+from mobilenets.runs import CHECKPOINTS, MODEL_SPEC
 
 CONFIG_FILE = "config.json"
 DEFAULT_ROOT = "runs"
@@ -53,8 +54,24 @@ def resolve_run_dir(config):
     return apply_overrides(config, {"run.run_dir": os.path.join(DEFAULT_ROOT, name)})
 
 
-def has_checkpoint(run_dir):
-    return os.path.exists(os.path.join(run_dir, CHECKPOINTS["last"], "checkpoint"))
+def has_checkpoint(run_dir, which="last"):
+    return os.path.exists(os.path.join(run_dir, CHECKPOINTS[which], "checkpoint"))
+
+
+def remove_unused(run_dir, created):
+    """After a run failed: removes `run_dir` and its parents up to `created` (the outermost directory
+    the run created, None when RUN_DIR existed before) unless it holds a checkpoint."""
+    directory, created = os.path.abspath(run_dir), created and os.path.abspath(created)
+    if created is None or os.path.commonpath([directory, created]) != created:
+        return
+    if any(has_checkpoint(run_dir, which) for which in CHECKPOINTS):
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+    while directory != created:
+        directory = os.path.dirname(directory)
+        if not os.path.isdir(directory) or os.listdir(directory):
+            break
+        os.rmdir(directory)
 
 
 def config_changes(old, new):
@@ -74,9 +91,30 @@ def check_resumable(config):
     path = os.path.join(run_dir, CONFIG_FILE)
     if not os.path.exists(path):
         raise ConfigError(f"{run_dir} has checkpoints but no {CONFIG_FILE}; choose another --run-dir")
-    changes = config_changes(Config.load(path), config)
+    old = Config.load(path)
+    check_same_architecture(run_dir, old, config)
+    changes = config_changes(old, config)
     if changes and not config.run.resume:
         shown = "; ".join(changes[:3]) + ("; ..." if len(changes) > 3 else "")
         raise ConfigError(f"{run_dir} holds a run with other settings ({shown}): pass --resume to continue it with "
                           f"the new ones, or choose another --run-dir")
     return True
+
+
+def check_same_architecture(run_dir, old, new):
+    """ConfigError when `new` builds another model than the run in `run_dir` (its model.json, else its
+    config `old`): that run's checkpoints cannot be restored into it, --resume or not."""
+    spec = {"name": old.model.name, "width_multiplier": old.model.width_multiplier}
+    try:
+        with open(os.path.join(run_dir, MODEL_SPEC)) as f:
+            spec.update({k: v for k, v in json.load(f).items() if k in spec})
+    except (OSError, ValueError):
+        pass  # no readable model.json: the config says
+    if (spec["name"], float(spec["width_multiplier"])) == (new.model.name, float(new.model.width_multiplier)):
+        return
+    width = float(spec["width_multiplier"])
+    flags = " ".join(([f"--model {spec['name']}"] if spec["name"] != new.model.name else [])
+                     + ([f"--width {width:g}"] if width != float(new.model.width_multiplier) else []))
+    raise ConfigError(f"{run_dir} holds a {spec['name']} run of width {width:g} (its {MODEL_SPEC}), not "
+                      f"{new.model.name} of width {float(new.model.width_multiplier):g}; pick another --run-dir, "
+                      f"or pass {flags} to continue it")

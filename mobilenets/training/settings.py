@@ -7,11 +7,21 @@
 A config file holds only what it changes; the rest comes from --preset, else from the default
 preset of --model or of the file's own model.name, else from the Config defaults. Pure Python
 (no TensorFlow), so a wrong flag fails in a fraction of a second.
+
+A flat folder of photos (data.dataset=folder, ROOT/<class>/*.jpg, no train/validation folders)
+holds out FOLDER_VALIDATION_FRACTION of each class for validation unless the command (a --set or
+the config file) sets data.validation_fraction: users expect a validation figure, and the resolved
+config.json records the split so that evaluation and export find it.
 """
+
+import os
 
 from hparams import Config, apply_overrides, default_preset_for_model, get_preset
 from hparams.config import read_config_file
+from mobilenets.data.layout import is_flat
 from mobilenets.errors import ConfigError
+
+FOLDER_VALIDATION_FRACTION = 0.2  # as the finetune preset
 
 
 def _base(model, preset, file_data):
@@ -35,4 +45,19 @@ def resolve_config(model=None, preset=None, config_file=None, overrides=()):
             raise ConfigError(f"{config_file}: {error}") from None
     if model:
         config = apply_overrides(config, [f"model.name={model}"])
-    return apply_overrides(config, list(overrides))
+    config = apply_overrides(config, list(overrides))
+    if _holds_out_by_default(config, file_data, overrides):
+        config = apply_overrides(config, [f"data.validation_fraction={FOLDER_VALIDATION_FRACTION}"])
+    return config
+
+
+def _holds_out_by_default(config, file_data, overrides):
+    """True for a flat folder of photos whose validation fraction is 0 and not set by the command."""
+    data = config.data
+    if data.dataset != "folder" or data.validation_fraction or not data.data_dir:
+        return False
+    file_data = file_data.get("data") if isinstance(file_data, dict) else None
+    set_by_file = isinstance(file_data, dict) and "validation_fraction" in file_data
+    set_by_override = any(str(o).split("=", 1)[0].strip() == "data.validation_fraction" for o in overrides)
+    root = os.path.expanduser(data.data_dir)
+    return not (set_by_file or set_by_override) and os.path.isdir(root) and is_flat(root)

@@ -45,7 +45,7 @@ from mobilenets.training.ema import AverageWeights, WeightAverage
 from mobilenets.training.inputs import DROPOUT_STREAM, epoch_seed, plan_data, training_dataset, validation_dataset
 from mobilenets.training.objective import Classifier
 from mobilenets.training.optimization import coupled_weight_decay, learning_rate_schedule, make_optimizer
-from mobilenets.training.rundir import CONFIG_FILE, check_resumable, resolve_run_dir
+from mobilenets.training.rundir import CONFIG_FILE, check_resumable, remove_unused, resolve_run_dir
 
 
 @dataclasses.dataclass
@@ -132,18 +132,18 @@ class Trainer:
         self.config = config = resolve_run_dir(config)
         self.run_dir, self.log = config.run.run_dir, log
         self.chief = is_chief(self.strategy)
-        self.locked = False
+        self.locked, self.created, self.tensorboard = False, None, None
         self._lock()
         try:
             self._build(config, run_eagerly, sync_batchnorm)
         except BaseException:
-            self.close()
+            self._fail()
             raise
 
     def _lock(self):
         """Holds the run directory (lock.py) so that a second process on it refuses; chief only."""
         if self.chief and not self.locked:
-            lock.acquire(self.run_dir)
+            self.created = lock.acquire(self.run_dir) or self.created
             self.locked = True
 
     def close(self):
@@ -151,6 +151,14 @@ class Trainer:
         if self.locked:
             lock.release(self.run_dir)
             self.locked = False
+
+    def _fail(self):
+        """After an error: gives the run directory back, and removes it when this run created it and
+        wrote no checkpoint (so a failed start leaves nothing behind)."""
+        self.close()
+        if self.tensorboard:
+            self.tensorboard.close()
+        remove_unused(self.run_dir, self.created)
 
     def _build(self, config, run_eagerly, sync_batchnorm):
         check_batch_size(config.schedule.batch_size, self.strategy)
@@ -194,8 +202,9 @@ class Trainer:
     def _announce(self, resuming):
         c, p = self.config, self.plan
         where = f"resuming after epoch {self.start_epoch}" if resuming else "starting"
+        epochs = f"{c.schedule.epochs} epoch{'' if c.schedule.epochs == 1 else 's'}"
         self.log(f"{c.model.name} ({self.network.count_params():,} parameters) on {c.data.dataset}: "
-                 f"{c.schedule.epochs} epochs x {p.steps_per_epoch} steps of {c.schedule.batch_size} images on "
+                 f"{epochs} x {p.steps_per_epoch} steps of {c.schedule.batch_size} images on "
                  f"{self.strategy.num_replicas_in_sync} replica(s); {where} in {self.run_dir}")
 
     def callbacks(self):
@@ -212,8 +221,9 @@ class Trainer:
             cb.SaveCheckpoints(self.state, c.run.checkpoint_every, c.schedule.epochs, self.guard),
         ]
         if self.chief:
-            run += [cb.CsvLog(os.path.join(self.run_dir, "log.csv"), self.start_epoch),
-                    cb.TensorBoardLog(os.path.join(self.run_dir, "logs"), c.run.log_every, self.learning_rate)]
+            self.tensorboard = cb.TensorBoardLog(os.path.join(self.run_dir, "logs"), c.run.log_every,
+                                                 self.learning_rate)
+            run += [cb.CsvLog(os.path.join(self.run_dir, "log.csv"), self.start_epoch), self.tensorboard]
         return run
 
     def fit(self, callbacks=(), verbose="auto"):
@@ -221,6 +231,9 @@ class Trainer:
         self._lock()
         try:
             return self._fit(callbacks, verbose)
+        except BaseException:
+            self._fail()
+            raise
         finally:
             self.close()
 

@@ -1,0 +1,195 @@
+"""The journeys users walk, end to end, as they walk them (issue 21): every step is the command line
+in a subprocess, on data shaped as users have it, and every step's output is checked.
+
+(a) a folder of photos (PNG and JPEG, one broken file) -> fine-tune from a keras.applications .h5
+    -> evaluate on the held-out photos -> export float32 and int8 -> MediaPipe's ImageClassifier
+    on both files -> predict;
+(b) a partial CIFAR-10 copy in the official python layout -> train mobilenetv2_lgc ->
+    evaluate.py --convert -> export int8 -> MediaPipe;
+(c) an .npz file -> train -> evaluate -> predict.
+
+Small on purpose: width 0.35-0.5, 32x32 inputs, one or two short epochs.
+"""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+
+from userdata import (CLASSES, assert_ok, error_lines, keras_h5, run_cli, write_cifar10_python, write_npz,
+                      write_photos)
+
+CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+QUICK_EXPORT = ("--latency-runs", "5", "--parity-images", "8", "--calibration-images", "16")
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def log_rows(run_dir):
+    with open(run_dir / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def mediapipe_classify(model_path, image_paths):
+    """[(top-1 name, scores summing to 1)] of MediaPipe's ImageClassifier on image files, as an app runs it."""
+    mp = pytest.importorskip("mediapipe")
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(model_path)), max_results=-1)
+    results = []
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        for path in image_paths:
+            categories = classifier.classify(mp.Image.create_from_file(str(path))).classifications[0].categories
+            results.append((categories[0].category_name, sum(c.score for c in categories)))
+    return results
+
+
+def predictions(json_path):
+    """{image file name: [(label, probability), ...]} of a predict --json file."""
+    return {entry["image"].rsplit("/", 1)[-1]: [(k["label"], k["probability"]) for k in entry["top_k"]]
+            for entry in read_json(json_path)}
+
+
+def assert_same_predictions(first, second, tolerance=1e-4):
+    assert first.keys() == second.keys()
+    for image in first:
+        assert [label for label, _ in first[image]] == [label for label, _ in second[image]], image
+        np.testing.assert_allclose([p for _, p in first[image]], [p for _, p in second[image]], atol=tolerance)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    return write_photos(tmp_path_factory.mktemp("journey_a") / "photos", per_class=15)
+
+
+def test_a_photos_finetune_evaluate_export_mediapipe_predict(photos, tmp_path):
+    weights = keras_h5(tmp_path / "mobilenet_v2_weights_0.35_no_top.h5", "mobilenetv2", width=0.35, include_top=False)
+    run = tmp_path / "run"
+    trained = assert_ok(run_cli(
+        "train.py", "--preset", "finetune", "--model", "mobilenetv2", "--weights", weights, "--width", "0.35",
+        "--data-dir", photos, "--run-dir", run, "--epochs", "2", "--batch-size", "6",
+        "--set", "finetune.head_epochs=1", "--set", "model.input_size=32", "--set", "optimizer.lr=0.01",
+        "--verbose", "0"))
+    assert "done: 2 epochs" in trained.stdout
+    config = read_json(run / "config.json")
+    assert config["data"]["dataset"] == "folder" and config["data"]["validation_fraction"] == 0.2
+    rows = log_rows(run)
+    assert len(rows) == 2
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.01)  # phase 1 logs the rate it trained with
+    assert float(rows[1]["learning_rate"]) == pytest.approx(0.001)  # phase 2: finetune.lr_factor 0.1
+
+    # evaluate: no --dataset, the run's own held-out photos (round(15 * 0.2) = 3 of each class)
+    report_path = tmp_path / "evaluate.json"
+    evaluated = assert_ok(run_cli("evaluate.py", run, "--json", report_path))
+    report = read_json(report_path)
+    assert report["num_images"] == 9 and report["dataset"] == "folder"
+    assert "held out" in evaluated.stdout
+    per_class = report["per_class"]
+    assert [row["label"] for row in per_class] == list(CLASSES)
+    matrix = np.array(report["confusion_matrix"])
+    assert matrix.sum() == 9 and matrix.sum(axis=1).tolist() == [3, 3, 3]
+    assert np.trace(matrix) / 9 == pytest.approx(report["top1"])
+
+    exported = {}
+    for mode in ("none", "int8"):
+        path = tmp_path / f"photos_{mode}.tflite"
+        result = assert_ok(run_cli("export_tflite.py", run, "--quantize", mode, "-o", path, *QUICK_EXPORT))
+        assert path.is_file() and (tmp_path / f"photos_{mode}.tflite.json").is_file()
+        assert "calibration" not in result.stdout or "photos" in result.stdout
+        exported[mode] = path
+    sidecar = read_json(str(exported["int8"]) + ".json")
+    assert sidecar["report"]["calibration"].startswith("16 images")
+
+    # MediaPipe reads both files as an app does: the photos' class names, probabilities that sum to 1
+    held_out = sorted(p for p in photos.rglob("img_*") if p.suffix in (".png", ".jpg"))[:6]
+    for mode, path in exported.items():
+        for name, total in mediapipe_classify(path, held_out):
+            assert name in CLASSES
+            assert total == pytest.approx(1.0, abs=0.02)
+
+    # predict: the run and its float32 file agree; the broken photo is one line and the others are scored
+    images = [*held_out, photos / CLASSES[0] / "broken.jpg"]
+    outputs = {}
+    for name, model in (("run", run), ("float32", exported["none"]), ("int8", exported["int8"])):
+        json_path = tmp_path / f"predict_{name}.json"
+        result = run_cli("-m", "mobilenets.predict", model, *images, "--top-k", "2", "--json", json_path)
+        assert result.returncode == 1, result.stderr
+        lines = error_lines(result)
+        assert len(lines) == 1 and "broken.jpg" in lines[0], result.stderr
+        for image in held_out:
+            assert image.name in result.stdout
+        outputs[name] = predictions(json_path)
+        assert len(outputs[name]) == len(held_out)
+    assert_same_predictions(outputs["run"], outputs["float32"])
+    agree = sum(outputs["run"][i][0][0] == outputs["int8"][i][0][0] for i in outputs["run"])
+    assert agree >= len(held_out) - 1
+
+
+def test_b_partial_cifar10_lgc_convert_export_int8_mediapipe(tmp_path):
+    data = write_cifar10_python(tmp_path / "cifar10", per_batch=30, test=40)  # data_batch_1 and 2 of 5
+    run = tmp_path / "run"
+    trained = assert_ok(run_cli(
+        "train.py", "--model", "mobilenetv2_lgc", "--dataset", "cifar10", "--data-dir", data, "--run-dir", run,
+        "--width", "0.5", "--epochs", "2", "--batch-size", "10", "--verbose", "0"))
+    assert "done: 2 epochs" in trained.stdout
+    assert "data_batch_3" in trained.stderr  # the missing batches are named, once
+    rows = log_rows(run)
+    assert len(rows) == 2
+
+    plain, converted = tmp_path / "plain.json", tmp_path / "converted.json"
+    assert_ok(run_cli("evaluate.py", run, "--json", plain))
+    result = assert_ok(run_cli("evaluate.py", run, "--convert", "--json", converted))
+    assert (run / "converted.keras").is_file() and "converted" in result.stdout
+    plain, converted = read_json(plain), read_json(converted)
+    assert plain["num_images"] == converted["num_images"] == 40  # CIFAR's test split, as the seeds report
+    assert converted["top1"] == pytest.approx(plain["top1"]) and converted["loss"] == pytest.approx(plain["loss"], 1e-4)
+    assert [row["label"] for row in converted["per_class"]] == CIFAR10_NAMES
+
+    path = tmp_path / "lgc_int8.tflite"
+    assert_ok(run_cli("export_tflite.py", run, "--quantize", "int8", "-o", path, *QUICK_EXPORT))
+    assert read_json(str(path) + ".json")["report"]["calibration"].startswith("16 images of cifar10")
+
+    images = []
+    for i, image in enumerate(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)):
+        import tensorflow as tf
+
+        images.append(tmp_path / f"image_{i}.png")
+        images[-1].write_bytes(tf.io.encode_png(image).numpy())
+    for name, total in mediapipe_classify(path, images):
+        assert name in CIFAR10_NAMES and total == pytest.approx(1.0, abs=0.02)
+
+
+def test_c_npz_train_evaluate_predict(tmp_path):
+    data = write_npz(tmp_path / "arrays.npz", n=60, size=32, num_classes=3)
+    run = tmp_path / "run"
+    assert_ok(run_cli(
+        "train.py", "--model", "mobilenetv2", "--dataset", "npz", "--data-dir", data, "--run-dir", run,
+        "--width", "0.35", "--epochs", "1", "--batch-size", "8", "--set", "data.validation_fraction=0.25",
+        "--verbose", "0"))
+    report_path = tmp_path / "evaluate.json"
+    evaluated = assert_ok(run_cli("evaluate.py", run, "--json", report_path))
+    report = read_json(report_path)
+    assert report["num_images"] == 15 and "held out" in evaluated.stdout
+    assert math.isclose(sum(row["top1"] * row["count"] for row in report["per_class"]) / 15, report["top1"])
+
+    import tensorflow as tf
+
+    with np.load(data) as arrays:
+        x = arrays["x"][:3]
+    images = []
+    for i, image in enumerate(x):
+        images.append(tmp_path / f"x_{i}.png")
+        images[-1].write_bytes(tf.io.encode_png(image).numpy())
+    json_path = tmp_path / "predict.json"
+    result = assert_ok(run_cli("-m", "mobilenets.predict", run, *images, "--top-k", "3", "--json", json_path))
+    found = predictions(json_path)
+    assert sorted(found) == [f"x_{i}.png" for i in range(3)]
+    for top in found.values():
+        assert sorted(label for label, _ in top) == ["class_0", "class_1", "class_2"]
+        assert sum(p for _, p in top) == pytest.approx(1.0, abs=1e-4)
+    assert "x_0.png" in result.stdout
