@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mobilenets import cli  # noqa: E402
+from mobilenets.commands import cli  # noqa: E402
 
 BATCH_SIZE = 10_000  # images per official training batch file
 PER_BATCH = 1_017

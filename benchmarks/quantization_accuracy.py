@@ -78,7 +78,7 @@ def main(argv=None):
     import numpy as np
 
     from mobilenets.data import make_dataset
-    from mobilenets.evaluation import TFLitePredictor
+    from mobilenets.deploy.runtime import TFLitePredictor
     from mobilenets.deploy.export import export
     from mobilenets.runs import load_run
 

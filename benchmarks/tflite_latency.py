@@ -99,7 +99,7 @@ def main(argv=None):
     from mobilenets import list_models
     from mobilenets.deploy.export import export
     from mobilenets.deploy.litert import InvokeTimer, median_latencies_ms, random_images
-    from mobilenets.evaluation import TFLitePredictor
+    from mobilenets.deploy.runtime import TFLitePredictor
     from mobilenets.flops import count
     from mobilenets.pretrained import transfer_weights
 

@@ -20,32 +20,28 @@ written unless the evaluation succeeds.
 
 import contextlib
 import dataclasses
-import math
 import os
 import signal
 import threading
-import time
 from typing import List, Optional
 
 import numpy as np
 import tensorflow as tf
-import tf_keras as keras
 
 from mobilenets import runs
+from mobilenets.runs import KERAS_FILE_EXTENSIONS, load_keras_source, run_dir_of, run_dir_of_checkpoint, source_kind
 # mobilenets.deploy.convert also registers DeployedInvertedResidual, which loading a converted model needs.
 from mobilenets.deploy.convert import convert_learned_group_model, not_convertible
+from mobilenets.deploy.runtime import TFLitePredictor
 from mobilenets.deploy.tuning import lgc_costs
 from mobilenets.condense import learned_group_convs
 from mobilenets.data import make_dataset
-from mobilenets.errors import CheckpointError, ConfigError, DataError, first_line
-from mobilenets.flops import Cost, count
-from mobilenets.quiet import held_stderr
+from mobilenets.errors import ConfigError, DataError, first_line
+from mobilenets.flops import count
 from mobilenets.io import atomic_path, write_json
 from mobilenets.labels import class_names, dataset_labels
-from mobilenets.registry import build_model, is_learned_group_model
+from mobilenets.registry import is_learned_group_model
 
-KERAS_FILE_EXTENSIONS = (".keras", ".h5", ".hdf5")
-SOURCES_HELP = "a run directory, a checkpoint prefix, a .keras/.h5 file, a SavedModel directory or a .tflite file"
 CONVERTED_NAME = "converted.keras"
 
 
@@ -65,115 +61,6 @@ class KerasPredictor:
 
     def predict(self, images):
         return self._logits(tf.convert_to_tensor(images, tf.float32)).numpy()
-
-
-# Ops whose multiply-adds `flops.count` counts, and how many each output element costs from the weight shape.
-TFLITE_COUNTED_OPS = {
-    "CONV_2D": lambda weights: math.prod(weights[1:]),  # (out, kh, kw, in / groups)
-    "DEPTHWISE_CONV_2D": lambda weights: math.prod(weights[1:3]),  # (1, kh, kw, channels)
-    "FULLY_CONNECTED": lambda weights: math.prod(weights[1:]),  # (out, in)
-}
-
-
-class TFLitePredictor:
-    """Outputs of a `.tflite` model, one image per invoke; times the invokes.
-
-    Integer-quantized inputs and outputs are (de)quantized with the model's scale
-    and zero point, so it takes the same raw 0..255 pixels as the Keras model.
-    `probabilities`: the file ends in a softmax (our default export), else it
-    outputs logits. `metadata`: its standard TFLite metadata
-    (`mobilenets.deploy.metadata.read`), None without any.
-    """
-
-    def __init__(self, path, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
-
-        try:
-            with held_stderr():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate for CPU."
-                self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
-                self.interpreter.allocate_tensors()
-            inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
-            if len(inputs) != 1 or len(outputs) != 1:
-                raise ValueError(f"{len(inputs)} inputs and {len(outputs)} outputs, not one image in, logits out")
-            if inputs[0]["shape"][0] != 1:
-                self.interpreter.resize_tensor_input(inputs[0]["index"], [1, *inputs[0]["shape"][1:]])
-                self.interpreter.allocate_tensors()
-                inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
-        except (ValueError, RuntimeError) as error:
-            raise CheckpointError(
-                f"{path} is not a usable .tflite model ({first_line(error, 200)}); export it again"
-            ) from None
-        self.input, self.output = inputs[0], outputs[0]
-        self.probabilities, self.metadata = _read_file_description(path)
-        self.input_shape = tuple(int(side) for side in self.input["shape"][1:])
-        self.num_classes = int(self.output["shape"][-1])
-        self.num_threads = num_threads
-        self.cost = self._read_cost()
-        self.cost_note = "as stored in the .tflite: BatchNorm folded into conv biases"
-        self.seconds, self.invocations = 0.0, 0
-        self._warm = False
-
-    def _read_cost(self):
-        """Cost of the conv and fully-connected ops; None when this runtime does not list ops."""
-        interpreter = self.interpreter
-        try:
-            ops = interpreter._get_ops_details()
-            shape = lambda index: [int(side) for side in interpreter._get_tensor_details(index, 0)["shape"]]
-        except AttributeError:
-            return None
-        cost = Cost()
-        for op in ops:
-            per_output = TFLITE_COUNTED_OPS.get(op["op_name"])
-            if per_output is None:
-                continue
-            weights = [shape(index) for index in op["inputs"][1:] if index >= 0]
-            cost.params += sum(math.prod(w) for w in weights)
-            cost.madds += math.prod(shape(op["outputs"][0])[1:]) * per_output(weights[0])
-        return cost
-
-    @property
-    def latency_ms(self):
-        return 1000.0 * self.seconds / self.invocations if self.invocations else None
-
-    def _quantize(self, image):
-        scale, zero_point = self.input["quantization"]
-        dtype = self.input["dtype"]
-        if not np.issubdtype(dtype, np.integer):
-            return image.astype(dtype)
-        limits = np.iinfo(dtype)
-        return np.clip(np.round(image / scale + zero_point), limits.min, limits.max).astype(dtype)
-
-    def _dequantize(self, values):
-        scale, zero_point = self.output["quantization"]
-        values = values.astype(np.float32)
-        return (values - zero_point) * scale if np.issubdtype(self.output["dtype"], np.integer) and scale else values
-
-    def predict(self, images):
-        logits = []
-        for image in images:
-            self.interpreter.set_tensor(self.input["index"], self._quantize(image[None]))
-            if not self._warm:  # the first invoke prepares delegates: not part of the latency
-                self.interpreter.invoke()
-                self._warm = True
-            start = time.perf_counter()
-            self.interpreter.invoke()
-            self.seconds += time.perf_counter() - start
-            self.invocations += 1
-            logits.append(self._dequantize(self.interpreter.get_tensor(self.output["index"]))[0])
-        return np.stack(logits)
-
-
-def _read_file_description(path):
-    """(output is a softmax, standard metadata or None) of a .tflite file the interpreter loaded."""
-    from mobilenets.deploy import litert, metadata
-
-    with open(path, "rb") as f:
-        probabilities = litert.outputs_softmax(f.read())
-    try:
-        described = metadata.read(path)
-    except ValueError as error:  # a foreign or damaged TFLITE_METADATA: the model still runs
-        described = {"error": first_line(error, 200)}
-    return probabilities, described
 
 
 # Probabilities are clipped to [EPSILON, 1] before the log, as Keras' cross-entropy on probabilities does.
@@ -284,61 +171,6 @@ class Report:
         return dataclasses.asdict(self)
 
 
-def source_kind(path):
-    """'run', 'checkpoint', 'keras' or 'tflite' for a path given to `evaluate_path`."""
-    path = os.fspath(path)
-    if path.endswith(".tflite") and os.path.isfile(path):
-        return "tflite"
-    if os.path.isdir(path):
-        if os.path.exists(os.path.join(path, runs.MODEL_SPEC)):
-            return "run"
-        if os.path.exists(os.path.join(path, "saved_model.pb")):
-            return "keras"
-        raise CheckpointError(
-            f"{path} is neither a run directory (no {runs.MODEL_SPEC}) nor a SavedModel; pass {SOURCES_HELP}"
-        )
-    if os.path.exists(path + ".index"):
-        return "checkpoint"
-    if os.path.isfile(path) and path.endswith(KERAS_FILE_EXTENSIONS):
-        return "keras"
-    if not os.path.exists(path):
-        raise CheckpointError(f"{path} does not exist; pass {SOURCES_HELP}")
-    raise CheckpointError(f"{path} is not something to evaluate; pass {SOURCES_HELP}")
-
-
-def run_dir_of_checkpoint(prefix):
-    """The run directory holding checkpoint `prefix` (RUN/checkpoints/ckpt-N or RUN/best/ckpt-N)."""
-    for directory in (os.path.dirname(prefix), os.path.dirname(os.path.dirname(prefix))):
-        if os.path.exists(os.path.join(directory, runs.MODEL_SPEC)):
-            return directory
-    raise CheckpointError(f"no {runs.MODEL_SPEC} next to checkpoint {prefix}; pass the run directory instead")
-
-
-def load_keras_model(path):
-    """A saved Keras model (.keras, .h5 or SavedModel directory), for inference."""
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as error:  # any failure to read a user's file is reported the same way
-        raise CheckpointError(
-            f"{path} is not a loadable Keras model ({type(error).__name__}: {first_line(error, 200)}); save it again"
-        ) from None
-    if not isinstance(model, keras.Model):
-        raise CheckpointError(
-            f"{path} holds no Keras model (a tf.saved_model without Keras metadata?); save it with model.save"
-        )
-    return model
-
-
-def load_keras_source(path, kind, which="best"):
-    """The Keras model of a run ('best' or 'last' checkpoint), a checkpoint prefix or a saved model."""
-    if kind == "run":
-        return runs.load_run(path, which)
-    if kind == "checkpoint":
-        model = build_model(**runs.load_model_spec(run_dir_of_checkpoint(path)))
-        return runs.restore_model(model, path)
-    return load_keras_model(path)
-
-
 def condensed_and_deployed_madds(model):
     """{'condensed', 'deployed'} multiply-adds of a fully condensed LGC model (`deploy.tuning.lgc_costs`), else None."""
     layers = learned_group_convs(model)
@@ -380,11 +212,6 @@ def _reporting_write_errors(path):
         yield
     except OSError as error:
         raise ConfigError(f"cannot write {path} ({error.strerror or first_line(error, 200)}); pick another path") from None
-
-
-def run_dir_of(path, kind):
-    """The run directory behind a 'run' or 'checkpoint' source, else None."""
-    return path if kind == "run" else run_dir_of_checkpoint(path) if kind == "checkpoint" else None
 
 
 def data_to_evaluate(path, kind, dataset=None, data_dir=None, image_size=None):

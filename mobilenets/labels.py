@@ -2,7 +2,7 @@
 
     names = class_names(dataset_labels(None, "folder", "photos/", 3), 3)   # ['daisy', 'rose', 'tulip']
 
-Shared by the TFLite export (the labels it packs) and `mobilenets.predict` (the labels it prints).
+Shared by the TFLite export (the labels it packs) and `mobilenets-predict` (the labels it prints).
 """
 
 from mobilenets.errors import ConfigError

@@ -1,4 +1,5 @@
-"""Loading keras.applications MobileNet V1/V2/V3 weights, or a run of ours, into our models.
+"""Loading keras.applications MobileNet V1/V2/V3 weights into our models (starting a training from a run of
+ours is mobilenets.training.starting_weights).
 
 Our layers hold the same convolutions, BatchNorms and dense layers in the same
 order as keras.applications builds them, so weights transfer one leaf layer at
@@ -13,7 +14,6 @@ classes needs and loads silently there; a file of another width names the width 
 (and the flag that fits it) instead of Keras' "Shape mismatch".
 """
 
-import os
 import re
 
 import numpy as np
@@ -22,7 +22,6 @@ import tf_keras as keras
 from mobilenets.errors import CheckpointError, first_line
 from mobilenets.flops import leaf_layers
 from mobilenets.layers import LearnedGroupConv
-from mobilenets.runs import MODEL_SPEC, load_model_spec, load_run
 
 # name -> (keras.applications constructor, extra kwargs)
 KERAS_APPLICATIONS = {
@@ -212,38 +211,3 @@ def _stored_width(stored, name, width_multiplier, reference):
         if weight_shapes(keras_application(name, width, reference.input_shape[1:], include_top=has_top)) == shapes:
             return width
     return None
-
-
-# build_model arguments a run's weights depend on; --set model.KEY to match the run's model.json.
-RUN_SPEC_KEYS = ("name", "width_multiplier", "config", "expansion", "groups", "condense_factor", "normalization")
-
-
-def load_pretrained(model, name, weights, width_multiplier, input_shape, num_classes, build_kwargs=None):
-    """Loads `weights` into `model` (one of ours, built for `num_classes`): 'imagenet' or a
-    keras.applications .h5 file (see load_keras_applications_weights), or a run directory of ours
-    (its best, else last, checkpoint; same architecture and width, any classes). A run's classifier
-    is never taken: fine-tuning gives the new classes a new one. `build_kwargs`: the model's
-    build_model arguments, checked against the run's (RUN_SPEC_KEYS: a different input
-    normalization would load silently and compute something else). Returns a one-line description."""
-    if os.path.isdir(weights):
-        if not os.path.isfile(os.path.join(weights, MODEL_SPEC)):
-            raise CheckpointError(f"{weights} is a directory but not a training run (no {MODEL_SPEC}); pass a run "
-                                  f"directory of ours, a keras.applications .h5 file or 'imagenet'")
-        spec = load_model_spec(weights)
-        for key in RUN_SPEC_KEYS if build_kwargs else ():
-            if spec.get(key) != build_kwargs.get(key):
-                raise CheckpointError(f"run {weights} was trained with model.{key}={spec.get(key)!r}, this model has "
-                                      f"{build_kwargs.get(key)!r}: --set model.{key}={spec.get(key)} to start from it")
-        source = load_run(weights)
-        if source.name != model.name:
-            raise CheckpointError(f"{weights} holds a {source.name} run; its weights do not fit {model.name}: "
-                                  f"train --model {source.name}, or pick another run")
-        transfer_weights(source, model, include_classifier=False)
-        return f"the weights of run {weights} (new classifier)"
-    if weights != "imagenet" and not os.path.isfile(weights):
-        raise CheckpointError(f"model.weights={weights!r} is neither 'imagenet' nor an existing .h5 file or run "
-                              f"directory")
-    load_keras_applications_weights(model, name, weights, width_multiplier, input_shape, num_classes)
-    twin = PRETRAINED_TWIN.get(name, name)
-    head = "with its classifier" if num_classes == 1000 else "new classifier"
-    return f"keras.applications {twin} weights {weights!r} ({head})"

@@ -26,6 +26,7 @@ import os
 from typing import Optional
 
 import tensorflow as tf
+import tf_keras as keras
 
 from mobilenets.errors import CheckpointError, ConfigError, first_line
 from mobilenets.io import write_json
@@ -118,6 +119,70 @@ def load_run(run_dir, which="best", averaged=True):
     return restore_model(model, run_checkpoint(run_dir, which), averaged)
 
 
+# ---------------------------------------------------------------- models to load: runs, checkpoints, saved files
+
+KERAS_FILE_EXTENSIONS = (".keras", ".h5", ".hdf5")
+SOURCES_HELP = "a run directory, a checkpoint prefix, a .keras/.h5 file, a SavedModel directory or a .tflite file"
+def source_kind(path):
+    """'run', 'checkpoint', 'keras' or 'tflite' for a path given to `evaluate_path`."""
+    path = os.fspath(path)
+    if path.endswith(".tflite") and os.path.isfile(path):
+        return "tflite"
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, MODEL_SPEC)):
+            return "run"
+        if os.path.exists(os.path.join(path, "saved_model.pb")):
+            return "keras"
+        raise CheckpointError(
+            f"{path} is neither a run directory (no {MODEL_SPEC}) nor a SavedModel; pass {SOURCES_HELP}"
+        )
+    if os.path.exists(path + ".index"):
+        return "checkpoint"
+    if os.path.isfile(path) and path.endswith(KERAS_FILE_EXTENSIONS):
+        return "keras"
+    if not os.path.exists(path):
+        raise CheckpointError(f"{path} does not exist; pass {SOURCES_HELP}")
+    raise CheckpointError(f"{path} is not something to evaluate; pass {SOURCES_HELP}")
+
+
+def run_dir_of_checkpoint(prefix):
+    """The run directory holding checkpoint `prefix` (RUN/checkpoints/ckpt-N or RUN/best/ckpt-N)."""
+    for directory in (os.path.dirname(prefix), os.path.dirname(os.path.dirname(prefix))):
+        if os.path.exists(os.path.join(directory, MODEL_SPEC)):
+            return directory
+    raise CheckpointError(f"no {MODEL_SPEC} next to checkpoint {prefix}; pass the run directory instead")
+
+
+def run_dir_of(path, kind):
+    """The run directory behind a 'run' or 'checkpoint' source, else None."""
+    return path if kind == "run" else run_dir_of_checkpoint(path) if kind == "checkpoint" else None
+
+
+def load_keras_model(path):
+    """A saved Keras model (.keras, .h5 or SavedModel directory), for inference."""
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:  # any failure to read a user's file is reported the same way
+        raise CheckpointError(
+            f"{path} is not a loadable Keras model ({type(error).__name__}: {first_line(error, 200)}); save it again"
+        ) from None
+    if not isinstance(model, keras.Model):
+        raise CheckpointError(
+            f"{path} holds no Keras model (a tf.saved_model without Keras metadata?); save it with model.save"
+        )
+    return model
+
+
+def load_keras_source(path, kind, which="best"):
+    """The Keras model of a run ('best' or 'last' checkpoint), a checkpoint prefix or a saved model."""
+    if kind == "run":
+        return load_run(path, which)
+    if kind == "checkpoint":
+        model = build_model(**load_model_spec(run_dir_of_checkpoint(path)))
+        return restore_model(model, path)
+    return load_keras_model(path)
+
+
 # ---------------------------------------------------------------- the run's data
 
 CONFIG_FILE = "config.json"
@@ -178,8 +243,6 @@ class DataSettings:
     def held_out(self):
         """The split validated on and never trained on ('validation', CIFAR's 'test'); None when every image
         of the data is in 'train' (a class-folder tree or .npz file with validation_fraction=0)."""
-        from mobilenets.training.inputs import validation_split
-
         return validation_split(self.info().splits)
 
     def trained_on(self, split):
@@ -201,10 +264,27 @@ class DataSettings:
         return f"{self.dataset} {split}" + (f" ({', '.join(notes)})" if notes else "")
 
 
+def source_options(config):
+    """make_dataset's source-specific options that the config sets."""
+    data = config.data
+    if data.dataset == "synthetic":
+        return {"num_classes": config.num_classes or 10, "num_examples": data.synthetic_examples}
+    if data.dataset in ("npz", "folder"):
+        return {"validation_fraction": data.validation_fraction}
+    if data.validation_fraction:
+        raise ConfigError(f"data.validation_fraction holds out a split of 'npz' and 'folder' data only; {data.dataset!r} is "
+                          f"validated on its official split: set data.validation_fraction=0")
+    return {}
+
+
+def validation_split(splits):
+    """The split to validate on every epoch: 'validation', else 'test' (CIFAR has no other; the seeds
+    and evaluate.py report it), else None."""
+    return next((name for name in ("validation", "test") if name in splits and splits[name] != 0), None)
+
+
 def data_of_config(config, dataset=None, data_dir=None, image_size=None):
     """DataSettings of a training config (see `run_data`)."""
-    from mobilenets.training.inputs import source_options
-
     size = image_size or config.model.input_size
     if dataset is not None and canonical_dataset(dataset) != canonical_dataset(config.data.dataset):
         return DataSettings(dataset, data_dir, size)

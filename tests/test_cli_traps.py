@@ -79,7 +79,7 @@ def test_full_disk_names_the_bytes_needed_and_the_free_space(tmp_path, monkeypat
 
 INTERRUPT_DURING_PARITY = """
 import os, runpy, signal, sys
-from mobilenets import cli
+from mobilenets.commands import cli
 
 export = cli.import_quietly("mobilenets.deploy.export")  # its start-up lines held back as the CLI holds them
 
@@ -116,7 +116,7 @@ def test_int8_export_prints_no_converter_or_runtime_lines(images, tmp_path):
 
 
 def test_summary_prints_the_table_and_nothing_on_stderr():
-    result = assert_ok(run_cli("-m", "mobilenets.summary", "mobilenetv2", "--width", "0.35"))
+    result = assert_ok(run_cli("-m", "mobilenets.commands.summary", "mobilenetv2", "--width", "0.35"))
     assert result.stderr == ""
     assert result.stdout.splitlines()[1].split()[:3] == ["mobilenetv2", "224x224", "1.677M"]
 
@@ -135,8 +135,9 @@ print("usage" in shown.getvalue(), sorted(m for m in ("tensorflow", "tf_keras") 
 """
 
 
-@pytest.mark.parametrize("command", ["train.py", "evaluate.py", "export_tflite.py", "mobilenets.summary",
-                                     "mobilenets.inspect", "mobilenets.deploy.profile", "mobilenets.plot"])
+@pytest.mark.parametrize("command", ["train.py", "evaluate.py", "export_tflite.py", "mobilenets.commands.summary",
+                                     "mobilenets.commands.tflite_info", "mobilenets.commands.profile",
+                                     "mobilenets.commands.plot", "mobilenets.commands.predict"])
 def test_help_does_not_import_tensorflow(command):
     result = assert_ok(run_cli("-c", HELP_WITHOUT_TENSORFLOW, command))
     assert result.stdout.splitlines()[-1] == "True []", result.stdout[-2000:]

@@ -17,7 +17,7 @@ from mobilenets import builder, registry, specs
 from mobilenets.condense import condense, learned_group_convs
 from mobilenets.deploy.convert import BLOCK_FORMS, DeployedInvertedResidual, convert_learned_group_model, group_conv_form
 from mobilenets.errors import ModelError
-from mobilenets.evaluation import TFLitePredictor
+from mobilenets.deploy.runtime import TFLitePredictor
 from mobilenets.blocks import InvertedResidual
 from mobilenets.deploy.litert import op_summary, undelegated_ops
 from mobilenets.flops import count, leaf_layers

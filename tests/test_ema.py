@@ -15,7 +15,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from hparams import apply_overrides, get_preset
-from mobilenets import evaluation
+from mobilenets import runs
 from mobilenets.condense import learned_group_convs
 from mobilenets.deploy.convert import convert_learned_group_model
 from mobilenets.deploy.export import load_source
@@ -169,8 +169,8 @@ def test_validation_best_evaluation_and_export_use_the_averaged_weights(referenc
     loaded = {
         "result": result.network,
         "last": load_run(run, "last"),
-        "evaluate (run)": evaluation.load_keras_source(run, "run", "last"),
-        "evaluate (checkpoint)": evaluation.load_keras_source(last, "checkpoint"),
+        "evaluate (run)": runs.load_keras_source(run, "run", "last"),
+        "evaluate (checkpoint)": runs.load_keras_source(last, "checkpoint"),
         "export": load_source(run, which="last").model,
     }
     for what, model in loaded.items():

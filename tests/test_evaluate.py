@@ -19,15 +19,8 @@ from mobilenets.condense import condense
 from mobilenets.data import make_dataset
 from mobilenets.deploy.convert import convert_learned_group_model
 from mobilenets.errors import CheckpointError, ConfigError, DataError
-from mobilenets.evaluation import (
-    Metrics,
-    evaluate,
-    evaluate_path,
-    format_report,
-    load_keras_model,
-    run_dir_of_checkpoint,
-    source_kind,
-)
+from mobilenets.evaluation import Metrics, evaluate, evaluate_path, format_report
+from mobilenets.runs import load_keras_model, run_dir_of_checkpoint, source_kind
 from mobilenets.flops import count
 from test_convert import randomize, to_tflite
 
@@ -214,7 +207,7 @@ def test_cli_main_prints_the_report(reports, workdir, capsys):
 
 def test_exported_tflite_scores_its_probabilities_as_logits_and_prints_its_metadata(reports, workdir, capsys):
     """Our export ends in a softmax: log p gives the logits' top-1, top-5 and loss; the metadata is printed."""
-    from mobilenets import inspect as inspect_cli
+    from mobilenets.commands import tflite_info as inspect_cli
     from mobilenets.deploy.export import export
 
     path = workdir / "exported.tflite"

@@ -17,8 +17,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-import export_tflite
-from mobilenets import build_model, list_models
+from mobilenets.commands import export as export_tflite
+from mobilenets import build_model
 from mobilenets.attention import has_attention
 from mobilenets.errors import ConfigError, DataError, ExportError
 from mobilenets.deploy.export import FLOAT32_TOLERANCE, export, read_metadata
@@ -27,6 +27,7 @@ from mobilenets.flops import leaf_layers
 from mobilenets.deploy.quantization import quantize_aware_model
 from mobilenets.condense import condense
 from mobilenets.training.precise_bn import recompute_batch_norm_statistics
+from models_under_test import models_under_test
 
 SMALL = {"num_classes": 10, "config": "cifar", "width_multiplier": 0.35}
 
@@ -53,7 +54,7 @@ def leftovers(directory):
     return sorted(name for name in os.listdir(directory))
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", models_under_test())
 def test_every_model_exports_float32_matching_keras_on_raw_pixels(name, tmp_path):
     model = small_model(name)
     report = quick_export(model, tmp_path / "model.tflite")

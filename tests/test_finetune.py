@@ -14,11 +14,12 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-import train as train_script
+from mobilenets.commands import train as train_script
 from hparams import apply_overrides, get_preset
 from mobilenets.condense import learned_group_convs
 from mobilenets.errors import CheckpointError, ConfigError
-from mobilenets.pretrained import keras_application, load_pretrained
+from mobilenets.pretrained import keras_application
+from mobilenets.training.starting_weights import load_starting_weights
 from mobilenets.registry import build_model
 from mobilenets.training import learning_rate_schedule, train
 from mobilenets.training.trainer import phase_layers
@@ -131,7 +132,7 @@ def test_phase_two_unfreezes_everything_by_default_and_names_are_checked():
 def test_lgc_model_starts_from_mobilenetv2_weights_and_condenses_while_fine_tuning(photos, tmp_path):
     reference = keras_h5(tmp_path / "v2.h5", "mobilenetv2")
     lgc = build_model("mobilenetv2_lgc", num_classes=1000, input_shape=(32, 32, 3), width_multiplier=0.35)
-    load_pretrained(lgc, "mobilenetv2_lgc", str(tmp_path / "v2.h5"), 0.35, (32, 32, 3), 1000)
+    load_starting_weights(lgc, "mobilenetv2_lgc", str(tmp_path / "v2.h5"), 0.35, (32, 32, 3), 1000)
     images = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)), tf.float32)
     np.testing.assert_allclose(lgc(images, training=False), reference(images / 127.5 - 1, training=False),
                                rtol=1e-4, atol=1e-4)  # every mask open: the dense network exactly
@@ -146,11 +147,11 @@ def test_lgc_model_starts_from_mobilenetv2_weights_and_condenses_while_fine_tuni
 def test_bad_weights_are_one_line_errors(tmp_path):
     network = build_model("mobilenetv2", num_classes=3, input_shape=(32, 32, 3), width_multiplier=0.35)
     with pytest.raises(CheckpointError, match="neither 'imagenet' nor an existing"):
-        load_pretrained(network, "mobilenetv2", str(tmp_path / "missing.h5"), 0.35, (32, 32, 3), 3)
+        load_starting_weights(network, "mobilenetv2", str(tmp_path / "missing.h5"), 0.35, (32, 32, 3), 3)
     with pytest.raises(CheckpointError, match="not a training run"):
-        load_pretrained(network, "mobilenetv2", str(tmp_path), 0.35, (32, 32, 3), 3)
+        load_starting_weights(network, "mobilenetv2", str(tmp_path), 0.35, (32, 32, 3), 3)
     with pytest.raises(CheckpointError, match="keras.applications has no weights for 'igcv3'"):
-        load_pretrained(network, "igcv3", "imagenet", 0.35, (32, 32, 3), 3)  # refused before the model is touched
+        load_starting_weights(network, "igcv3", "imagenet", 0.35, (32, 32, 3), 3)  # refused before the model is touched
 
 
 def write_colour_classes(path, palette, per_class=48, size=32, seed=0):
@@ -176,7 +177,7 @@ def test_fine_tuned_from_a_run_of_ours_learns_new_classes_in_fewer_steps_than_fr
     old = write_colour_classes(tmp_path / "old.npz", corners[[0, 3, 5, 6]], seed=1)
     new = write_colour_classes(tmp_path / "new.npz", corners[[1, 2, 4, 7]], seed=2)
     common = ["--model", "mobilenetv2", "--width", "0.35", "--dataset", "npz", "--batch-size", "16", "--lr", "0.005",
-              "--verbose", "0", "--run-eagerly"]
+              "--verbose", "0"]
     sets = ["model.config=imagenet", "model.input_size=32", "model.num_classes=4", "model.bn_momentum=0.9",
             "model.dropout=0", "data.validation_fraction=0.25", "data.augmentation=none", "data.eval_crop_fraction=1",
             "optimizer.name=adam", "schedule.decay=constant", "run.checkpoint_every=100"]

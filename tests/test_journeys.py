@@ -117,7 +117,7 @@ def test_a_photos_finetune_evaluate_export_mediapipe_predict(photos, tmp_path):
     outputs = {}
     for name, model in (("run", run), ("float32", exported["none"]), ("int8", exported["int8"])):
         json_path = tmp_path / f"predict_{name}.json"
-        result = run_cli("-m", "mobilenets.predict", model, *images, "--top-k", "2", "--json", json_path)
+        result = run_cli("-m", "mobilenets.commands.predict", model, *images, "--top-k", "2", "--json", json_path)
         assert result.returncode == 1, result.stderr
         lines = error_lines(result)
         assert len(lines) == 1 and "broken.jpg" in lines[0], result.stderr
@@ -186,7 +186,7 @@ def test_c_npz_train_evaluate_predict(tmp_path):
         images.append(tmp_path / f"x_{i}.png")
         images[-1].write_bytes(tf.io.encode_png(image).numpy())
     json_path = tmp_path / "predict.json"
-    result = assert_ok(run_cli("-m", "mobilenets.predict", run, *images, "--top-k", "3", "--json", json_path))
+    result = assert_ok(run_cli("-m", "mobilenets.commands.predict", run, *images, "--top-k", "3", "--json", json_path))
     found = predictions(json_path)
     assert sorted(found) == [f"x_{i}.png" for i in range(3)]
     for top in found.values():

@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets import build_model, list_models
+from mobilenets import build_model
 from mobilenets.errors import ModelError
 from mobilenets.flops import count
 from mobilenets.pretrained import keras_application, transfer_weights
+from models_under_test import models_under_test
 
 # Trainable parameters as keras.applications (tf_keras 2.21) builds them, and
 # multiply-adds from the papers, 1000 classes, 224x224.
@@ -136,7 +137,7 @@ def assert_reload_gives_same_outputs(model, path, **save_kwargs):
     np.testing.assert_allclose(reloaded(pixels, training=False).numpy(), expected, atol=1e-6, err_msg=path)
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", models_under_test())
 def test_every_model_trains_saves_and_reloads(name, tmp_path):
     model = small_model(name)
     labels = np.array([0, 1, 2, 3])
@@ -193,7 +194,7 @@ def test_impossible_configurations_fail_with_one_clear_line(kwargs, message):
 
 def run_summary(*args):
     return subprocess.run(
-        [sys.executable, "-m", "mobilenets.summary", *args], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "mobilenets.commands.summary", *args], capture_output=True, text=True, timeout=300
     )
 
 

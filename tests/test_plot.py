@@ -1,10 +1,10 @@
-"""python -m mobilenets.plot: a PNG of training curves from log.csv (issue 12)."""
+"""mobilenets-plot: a PNG of training curves from log.csv (issue 12)."""
 
 import pathlib
 import subprocess
 import sys
 
-from mobilenets import plot
+from mobilenets.commands import plot
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,14 +29,15 @@ def test_plot_writes_a_png_of_several_runs_side_by_side(tmp_path, capsys):
 
 
 def test_plot_of_a_directory_without_a_log_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mobilenets.plot", str(tmp_path)], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "mobilenets.commands.plot", str(tmp_path)], cwd=ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "log.csv does not exist" in result.stderr
     assert not list(tmp_path.iterdir())
 
 
 def test_model_plot_places_published_top1_and_parameters_against_multiply_adds(tmp_path, capsys):
-    from mobilenets import list_models, summary
+    from mobilenets import list_models
+    from mobilenets.commands import summary
 
     assert all(set(table) <= set(list_models()) for table in summary.PUBLISHED_TOP1.values())
     path = tmp_path / "models.png"

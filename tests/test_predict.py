@@ -1,4 +1,4 @@
-"""python -m mobilenets.predict: a run on a folder of photos and its float32 .tflite name the photos'
+"""mobilenets-predict: a run on a folder of photos and its float32 .tflite name the photos'
 classes with the same probabilities, which are the softmax of the model's logits on the image
 center-cropped as evaluation crops it; a bad image is one stderr line and the others are scored."""
 
@@ -12,7 +12,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from hparams import apply_overrides, default_preset_for_model
-from mobilenets import build_model, predict, runs
+from mobilenets import build_model, runs
+from mobilenets.commands import predict
 from mobilenets.deploy.export import export
 from mobilenets.evaluation import save_keras_model
 from userdata import CLASSES, assert_ok, encode, error_lines, run_cli, write_photos
@@ -94,7 +95,7 @@ def tflite(run_dir, workdir):
 def predict_cli(model, images, workdir, name):
     """(CompletedProcess, the --json file's predictions) of the CLI; images in the given order."""
     json_path = workdir / f"{name}.json"
-    result = run_cli("-m", "mobilenets.predict", model, *images, "--json", json_path)
+    result = run_cli("-m", "mobilenets.commands.predict", model, *images, "--json", json_path)
     assert json_path.exists(), f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
     return result, json.loads(json_path.read_text())
 
@@ -243,11 +244,3 @@ def test_a_tflite_carries_its_runs_crop_wherever_it_is_copied(tflite, workdir):
     assert predict.tflite_crop_fraction(str(moved), (32, 32, 3)) == CROP_FRACTION != 1.0
     assert predict.default_crop_fraction((32, 32, 3)) == 1.0  # CIFAR's
     assert predict.default_crop_fraction((224, 224, 3)) == 0.875  # ImageNet's
-
-
-def test_help_does_not_import_tensorflow():
-    code = ("import sys\nfrom mobilenets import predict\ntry:\n    predict.main(['--help'])\n"
-            "except SystemExit:\n    pass\nprint('tensorflow loaded:', 'tensorflow' in sys.modules)")
-    result = assert_ok(run_cli("-c", code))
-    assert result.stdout.strip().endswith("tensorflow loaded: False"), result.stdout[-500:]
-    assert "--top-k" in result.stdout

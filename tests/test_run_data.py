@@ -24,7 +24,7 @@ from mobilenets.data import npz as npz_data
 from mobilenets.deploy import export as export_module
 from mobilenets.errors import ConfigError, DataError
 from mobilenets.evaluation import Report, evaluate_path, format_report, per_class
-from mobilenets.training.inputs import source_options
+from mobilenets.runs import source_options
 from userdata import CLASSES, REPO, assert_ok, assert_one_line_error, run_cli, write_npz, write_photos
 
 SPEC = dict(name="mobilenetv2", num_classes=3, width_multiplier=0.35, input_shape=[32, 32, 3])

@@ -24,15 +24,16 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-import train as train_script
+from mobilenets.commands import train as train_script
 from hparams import apply_overrides, get_preset
 from mobilenets.condense import condense, group_lasso, learned_group_convs
 from mobilenets.errors import ConfigError, TrainingDiverged
-from mobilenets.registry import build_model, is_learned_group_model, list_models
+from mobilenets.registry import build_model, is_learned_group_model
 from mobilenets.runs import load_run
-from mobilenets import cli
+from mobilenets.commands import cli
 from mobilenets.training import Classifier, Trainer, WarmupDecay, condensation_steps, train
 from mobilenets.training.rundir import check_resumable
+from models_under_test import models_under_test
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
@@ -59,7 +60,7 @@ def images_and_labels(count=8, seed=0):
 # ----- every model, the objective, the schedule ----------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("name", models_under_test())
 def test_every_model_trains_from_the_command_line_and_its_loss_falls(name, tmp_path):
     # train.py's main in this process, one fixed batch of 16 at every step, run eagerly: no tracing
     # keeps every model cheap. Adam, since plain SGD is erratic on these tiny networks whose last
@@ -312,7 +313,7 @@ import numpy as np
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import train as train_script
+from mobilenets.commands import train as train_script
 from hparams import apply_overrides, get_preset
 from mobilenets.condense import condense, learned_group_convs
 from mobilenets.registry import build_model

@@ -17,7 +17,8 @@ from mobilenets import build_model
 from mobilenets.data import SkippedImagesWarning, dataset_info, make_dataset, scan_folder, tfds_source
 from mobilenets.data.cifar import PartialCopyWarning
 from mobilenets.errors import CheckpointError, DataError
-from mobilenets.pretrained import load_pretrained, weight_layers
+from mobilenets.pretrained import weight_layers
+from mobilenets.training.starting_weights import load_starting_weights
 from mobilenets.training.inputs import plan_data
 from mobilenets.training.settings import resolve_config
 from userdata import (assert_one_line_error, keras_h5, run_cli, tree_snapshot, write_cifar10_binary,
@@ -94,12 +95,16 @@ def test_offline_cifar_fails_in_seconds_naming_the_archive_and_writes_nothing(tm
     assert list(empty.iterdir()) == [] and not (tmp_path / "home").exists()
 
 
-def test_the_probe_answers_within_its_timeout_without_the_internet():
+def test_the_probe_answers_within_its_timeout_without_the_internet(monkeypatch):
+    monkeypatch.delenv("MOBILENETS_OFFLINE")  # the probe itself, against a port on this machine
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
         assert tfds_source.can_reach(f"https://127.0.0.1:{port}/cifar.tar.gz", timeout=2)
+        monkeypatch.setenv("MOBILENETS_OFFLINE", "1")  # an air-gapped machine: not even tried
+        assert not tfds_source.can_reach(f"https://127.0.0.1:{port}/cifar.tar.gz", timeout=2)
+        monkeypatch.delenv("MOBILENETS_OFFLINE")
     start = time.monotonic()
     assert not tfds_source.can_reach(f"https://127.0.0.1:{port}/cifar.tar.gz", timeout=2)  # closed now
     assert time.monotonic() - start < 3
@@ -166,7 +171,7 @@ def test_imagenet_weights_offline_name_the_file_and_the_flag(monkeypatch):
 
     monkeypatch.setattr(data_utils, "get_file", offline_get_file)
     model = build_model("mobilenetv2", num_classes=3, input_shape=(32, 32, 3), width_multiplier=0.35)
-    message = raised(CheckpointError, lambda: load_pretrained(model, "mobilenetv2", "imagenet", 0.35, (32, 32, 3), 3))
+    message = raised(CheckpointError, lambda: load_starting_weights(model, "mobilenetv2", "imagenet", 0.35, (32, 32, 3), 3))
     assert len(tried) == 1 and tried[0].endswith(".h5")
     assert f"from {tried[0]} (" in message and "pass --weights PATH.h5" in message
     assert "Temporary failure in name resolution" in message
@@ -185,7 +190,7 @@ def test_a_no_top_file_fine_tunes_new_classes_with_its_backbone(tmp_path):
                     width=0.35, include_top=False)
     model = build_model("mobilenetv2", num_classes=3, input_shape=(32, 32, 3), width_multiplier=0.35)
     fresh_classifier = [w.copy() for w in weight_layers(model)[-1].get_weights()]
-    load_pretrained(model, "mobilenetv2", str(path), 0.35, (32, 32, 3), 3)
+    load_starting_weights(model, "mobilenetv2", str(path), 0.35, (32, 32, 3), 3)
     stored, layers = stored_arrays(path), weight_layers(model)
     assert len(layers) == len(stored) + 1  # the file has every layer but the classifier
     for layer, arrays in zip(layers, stored):
@@ -195,7 +200,7 @@ def test_a_no_top_file_fine_tunes_new_classes_with_its_backbone(tmp_path):
         np.testing.assert_array_equal(value, fresh)
 
     imagenet_classes = build_model("mobilenetv2", num_classes=1000, input_shape=(32, 32, 3), width_multiplier=0.35)
-    message = raised(CheckpointError, lambda: load_pretrained(imagenet_classes, "mobilenetv2", str(path), 0.35,
+    message = raised(CheckpointError, lambda: load_starting_weights(imagenet_classes, "mobilenetv2", str(path), 0.35,
                                                               (32, 32, 3), 1000))
     assert "is a no-top mobilenetv2 file (no classifier)" in message and "without _no_top" in message
 
@@ -203,7 +208,7 @@ def test_a_no_top_file_fine_tunes_new_classes_with_its_backbone(tmp_path):
 def test_a_file_of_another_width_names_its_width_and_the_flag(tmp_path):
     path = keras_h5(tmp_path / "mobilenet_v2_0.35.h5", "mobilenetv2", width=0.35)
     model = build_model("mobilenetv2", num_classes=3, input_shape=(32, 32, 3), width_multiplier=0.5)
-    message = raised(CheckpointError, lambda: load_pretrained(model, "mobilenetv2", str(path), 0.5, (32, 32, 3), 3))
+    message = raised(CheckpointError, lambda: load_starting_weights(model, "mobilenetv2", str(path), 0.5, (32, 32, 3), 3))
     assert f"{path} holds mobilenetv2 weights of width 0.35, read from its weight shapes" in message
     assert message.endswith("add --width 0.35")
     assert "mismatch" not in message and "elsewhere" not in message

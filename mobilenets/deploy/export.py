@@ -47,7 +47,7 @@ import tf_keras as keras
 
 from mobilenets import runs
 from mobilenets.errors import CheckpointError, ConfigError, DataError, ExportError, first_line
-from mobilenets.evaluation import TFLitePredictor, load_keras_source, run_dir_of_checkpoint, source_kind
+from mobilenets.deploy.runtime import TFLitePredictor
 from mobilenets.io import atomic_path, write_json
 from mobilenets.layers import Normalize, decomposed_hard_swish
 from mobilenets.labels import class_names, dataset_labels
@@ -113,11 +113,11 @@ def load_source(source, which="best", weights=None, **build_kwargs):
             f"{source} does not exist and is not a model name; pass a run directory, a saved Keras model "
             f"(.keras, .h5, SavedModel) or one of: {', '.join(list_models())}"
         )
-    kind = source_kind(source)
+    kind = runs.source_kind(source)
     if kind == "tflite":
         raise ExportError(f"{source} is already a .tflite file; pass the run directory or Keras model it came from")
-    model = load_keras_source(source, kind, which)
-    run_dir = source if kind == "run" else run_dir_of_checkpoint(source) if kind == "checkpoint" else None
+    model = runs.load_keras_source(source, kind, which)
+    run_dir = runs.run_dir_of(source, kind)
     data = _run_data(run_dir) if run_dir else None
     return Source(model, f"{source} ({kind})", data)
 

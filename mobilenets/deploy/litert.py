@@ -7,7 +7,7 @@ TFLite metadata (`mobilenets.deploy.metadata`) under "TFLITE_METADATA". The
 input/output tensors (type, quantization) and whether the output is a softmax
 are read from the flatbuffer too. Ops: builtin op names
 and fused activations read from the flatbuffer. Delegation and latency come
-from a live interpreter (`mobilenets.evaluation.TFLitePredictor`, whose
+from a live interpreter (`mobilenets.deploy.runtime.TFLitePredictor`, whose
 default delegate is XNNPACK).
 """
 

@@ -1,6 +1,6 @@
 """Where the time of a `.tflite` goes: a per-op latency profile under LiteRT + XNNPACK.
 
-    python -m mobilenets.deploy.profile model.tflite [--threads 1] [--runs 50] [--top 20] [--by-kind]
+    mobilenets-profile model.tflite [--threads 1] [--runs 50] [--top 20] [--by-kind]   (commands/profile.py)
 
 The Python interpreter has no per-op timer, so each op is cut out of the
 file into a model of its own (its weights, its quantization, random inputs
@@ -11,10 +11,8 @@ take (it runs in TFLite's own kernel and splits the delegated graph: the
 partitions are counted too).
 """
 
-import argparse
 import copy
 import dataclasses
-import sys
 
 import numpy as np
 
@@ -160,33 +158,3 @@ def format_profile(rows, whole_ms, partitions, left, top=None, by_kind=False):
         lines.append(f"{row.index:>4} {row.op:<30} {row.shape:<16} {row.milliseconds:>8.3f} "
                      f"{100 * row.milliseconds / total:>6.1f}%  {where:<6} {row.detail}")
     return "\n".join(lines)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("model", help="a .tflite file")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=50, help="timed invokes per op (median)")
-    parser.add_argument("--top", type=int, default=None, help="only the N slowest ops (with --by-kind: op kinds)")
-    parser.add_argument("--by-kind", action="store_true", help="one line per op kind: count, total ms, share")
-    args = parser.parse_args(argv)
-    from mobilenets import cli
-
-    cli.import_quietly("tensorflow")
-
-    def action():
-        from mobilenets.errors import CheckpointError, first_line
-
-        with cli.held_stderr():  # LiteRT's own lines ("Created TensorFlow Lite XNNPACK delegate for CPU.")
-            try:
-                result = profile(args.model, args.threads, args.runs)
-            except (OSError, ValueError, RuntimeError) as error:
-                raise CheckpointError(f"cannot profile {args.model} ({first_line(error, 200)}); "
-                                      "pass a .tflite file written by export_tflite.py") from None
-        print(format_profile(*result, top=args.top, by_kind=args.by_kind))
-
-    return cli.run(action)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

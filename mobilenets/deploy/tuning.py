@@ -66,7 +66,7 @@ def _tflite(model, quantize):
 def _time_forms(models, quantize, threads, runs):
     """Median LiteRT latency of each model, timed interleaved, in the export's precision."""
     from mobilenets.deploy.litert import InvokeTimer, median_latencies_ms
-    from mobilenets.evaluation import TFLitePredictor
+    from mobilenets.deploy.runtime import TFLitePredictor
 
     timers = []
     with tempfile.TemporaryDirectory() as directory:

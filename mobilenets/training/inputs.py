@@ -20,7 +20,8 @@ import numpy as np
 from mobilenets.data import dataset_info, make_dataset
 from mobilenets.data.augment import image_stages
 from mobilenets.data.mixing import MixupCutmix
-from mobilenets.errors import ConfigError, DataError
+from mobilenets.errors import DataError
+from mobilenets.runs import source_options, validation_split
 
 
 DATA_STREAM, DROPOUT_STREAM = 0, 1
@@ -46,25 +47,6 @@ class DataPlan:
     @property
     def has_validation(self):
         return self.validation_split is not None
-
-
-def source_options(config):
-    """make_dataset's source-specific options that the config sets."""
-    data = config.data
-    if data.dataset == "synthetic":
-        return {"num_classes": config.num_classes or 10, "num_examples": data.synthetic_examples}
-    if data.dataset in ("npz", "folder"):
-        return {"validation_fraction": data.validation_fraction}
-    if data.validation_fraction:
-        raise ConfigError(f"data.validation_fraction holds out a split of 'npz' and 'folder' data only; {data.dataset!r} is "
-                          f"validated on its official split: set data.validation_fraction=0")
-    return {}
-
-
-def validation_split(splits):
-    """The split to validate on every epoch: 'validation', else 'test' (CIFAR has no other; the seeds
-    and evaluate.py report it), else None."""
-    return next((name for name in ("validation", "test") if name in splits and splits[name] != 0), None)
 
 
 def plan_data(config):

@@ -34,7 +34,7 @@ import tf_keras as keras
 
 from mobilenets.condense import condensenet_schedule, learned_group_convs
 from mobilenets.errors import ConfigError
-from mobilenets.pretrained import load_pretrained
+from mobilenets.training.starting_weights import load_starting_weights
 from mobilenets.registry import build_model
 from mobilenets.runs import save_model_spec
 from mobilenets.training import callbacks as cb
@@ -171,9 +171,9 @@ class Trainer:
                 synchronize_batch_norm(self.network)
             if config.model.weights and not resuming:  # a resumed run has them in its checkpoint
                 m = config.model
-                source = load_pretrained(self.network, m.name, m.weights, m.width_multiplier,
-                                         (m.input_size, m.input_size, 3), self.plan.num_classes,
-                                         build_kwargs(config, self.plan.num_classes))
+                source = load_starting_weights(self.network, m.name, m.weights, m.width_multiplier,
+                                               (m.input_size, m.input_size, 3), self.plan.num_classes,
+                                               build_kwargs(config, self.plan.num_classes))
                 self.log(f"starting from {source}")
             if config.finetune.head_epochs:
                 phase_layers(self.network, 2, config.finetune.unfreeze_from)  # check the name now

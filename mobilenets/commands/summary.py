@@ -1,8 +1,8 @@
 """Prints parameters and multiply-adds for any set of models; plots them with the published top-1.
 
-    python -m mobilenets.summary mobilenetv2 igcv3 --dataset cifar100
-    python -m mobilenets.summary --all --markdown                        # each at its native resolution
-    python -m mobilenets.summary --all --plot docs/models_imagenet.png      # top-1 and params vs multiply-adds
+    mobilenets-summary mobilenetv2 igcv3 --dataset cifar100
+    mobilenets-summary --all --markdown                        # each at its native resolution
+    mobilenets-summary --all --plot docs/models_imagenet.png      # top-1 and params vs multiply-adds
 """
 
 import argparse
@@ -74,7 +74,7 @@ def plot(table, dataset, path):
 
 
 def main(argv=None):
-    from mobilenets import cli
+    from mobilenets.commands import cli
     from mobilenets.errors import MobilenetsError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

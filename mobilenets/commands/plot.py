@@ -1,6 +1,6 @@
 """Training curves of one or more runs, from their log.csv, as one PNG.
 
-    python -m mobilenets.plot RUN_DIR [RUN_DIR ...] [--output curves.png]
+    mobilenets-plot RUN_DIR [RUN_DIR ...] [--output curves.png]
 
 Panels: loss (training, and validation where logged), top-1 (training and validation), learning
 rate and, for LGC runs, the masked fraction of the learned group convolutions; one colour per run,
@@ -83,7 +83,7 @@ def main(argv=None):
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="training run directories (with log.csv)")
     parser.add_argument("--output", "-o", help="PNG to write (default: RUN_DIR/curves.png of the first run)")
     args = parser.parse_args(argv)
-    from mobilenets import cli
+    from mobilenets.commands import cli
 
     def plot():
         output = args.output or os.path.join(args.run_dirs[0], "curves.png")

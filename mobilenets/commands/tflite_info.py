@@ -1,6 +1,6 @@
 """Prints what an app needs to know about a .tflite file: its standard TFLite metadata.
 
-    python -m mobilenets.inspect model.tflite [more.tflite ...] [--json]
+    mobilenets-tflite-info model.tflite [more.tflite ...] [--json]
 
 Input size, color space and type, the NormalizationOptions that map raw pixels
 to the input tensor, the output (probabilities or logits) and its quantization,
@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from mobilenets import cli
+from mobilenets.commands import cli
 
 
 def parse_args(argv=None):

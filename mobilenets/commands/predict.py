@@ -1,7 +1,7 @@
 """Top-k classes of image files, from a training run, a saved Keras model or a .tflite file.
 
-    python -m mobilenets.predict runs/flowers photo.jpg more/*.png
-    python -m mobilenets.predict flowers.tflite photo.jpg --top-k 3 --json predictions.json
+    mobilenets-predict runs/flowers photo.jpg more/*.png
+    mobilenets-predict flowers.tflite photo.jpg --top-k 3 --json predictions.json
 
 Prints one line per image, best class first:
 
@@ -29,7 +29,7 @@ import sys
 
 import numpy as np
 
-from mobilenets import cli
+from mobilenets.commands import cli
 from mobilenets.errors import CheckpointError, ConfigError, DataError, MobilenetsError, first_line
 from mobilenets.labels import class_names, dataset_labels
 from mobilenets.quiet import held_stderr
@@ -86,7 +86,9 @@ class Classifier:
 
 def load_classifier(path, which="best", num_threads=None):
     """The `Classifier` of a run, checkpoint prefix, saved Keras model or .tflite file."""
-    from mobilenets.evaluation import KerasPredictor, TFLitePredictor, load_keras_source, source_kind
+    from mobilenets.deploy.runtime import TFLitePredictor
+    from mobilenets.evaluation import KerasPredictor
+    from mobilenets.runs import load_keras_source, source_kind
 
     path = os.fspath(path)
     kind = source_kind(path)
@@ -108,13 +110,10 @@ def load_classifier(path, which="best", num_threads=None):
 
 def source_run_dir(path, kind):
     """The run directory of a run or checkpoint prefix, or holding a saved model (RUN_DIR/converted.keras)."""
-    from mobilenets.evaluation import run_dir_of_checkpoint
-    from mobilenets.runs import MODEL_SPEC
+    from mobilenets.runs import MODEL_SPEC, run_dir_of
 
-    if kind == "run":
-        return path
-    if kind == "checkpoint":
-        return run_dir_of_checkpoint(path)
+    if kind in ("run", "checkpoint"):
+        return run_dir_of(path, kind)
     parent = os.path.dirname(os.path.abspath(path))
     return parent if kind == "keras" and os.path.isfile(os.path.join(parent, MODEL_SPEC)) else None
 

@@ -1,0 +1,135 @@
+"""Exports a model to a .tflite file for phones, checks it against Keras and times it.
+
+    python export_tflite.py runs/v2_cifar --quantize int8 --output v2_int8.tflite
+    python export_tflite.py runs/v2_cifar --quantize qat --qat-epochs 1 --representative-data cifar10
+    python export_tflite.py model.keras --quantize float16
+    python export_tflite.py mobilenetv2 --quantize int8 --representative-data synthetic --threads 4
+    python export_tflite.py mobilenetv2 --weights imagenet --quantize none
+    python export_tflite.py runs/v2_cifar --quantize int8 --uint8-io --labels labels.txt   # MediaPipe, uint8 I/O
+
+RUN_DIR_OR_MODEL: a training run directory (or checkpoint prefix), a saved
+Keras model (.keras, .h5, SavedModel directory) or a registered model name
+(random init, or --weights imagenet|PATH). Writes OUTPUT, with the standard
+TFLite metadata MediaPipe Tasks' ImageClassifier reads (RGB input, normalization,
+labels packed) and probabilities out (--logits: raw logits), and OUTPUT.json
+(input size, pixel range, mean/std, labels, quantization, the report), then
+prints the parity check (Keras vs TFLite), file size, LiteRT latency and the
+metadata.
+A learned-group-conv model is exported in its converted, gather-free form
+(--keep-masks: the masked one). All behaviour lives in mobilenets/deploy/export.py.
+"""
+
+import argparse
+import os
+import sys
+
+from mobilenets.commands import cli
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", metavar="RUN_DIR_OR_MODEL", help="run directory, saved Keras model or model name")
+    parser.add_argument("--quantize", default="none", help="none (float32, default), float16, dynamic, int8 or qat")
+    parser.add_argument("--output", "-o", default=None, help="default: <source name>_<quantize>.tflite here")
+    parser.add_argument(
+        "--representative-data",
+        default=None,
+        metavar="DATASET_OR_NPZ",
+        help="calibration / QAT / parity images: a dataset name (cifar10, imagenet, synthetic...) or a .npz with x "
+        "(N, H, W, 3) uint8; default: the run's dataset",
+    )
+    parser.add_argument("--data-dir", default=None, help="where the --representative-data dataset is")
+    parser.add_argument(
+        "--int8-io", action="store_true", help="int8 input and output tensors (int8 and qat; MediaPipe refuses int8)"
+    )
+    parser.add_argument(
+        "--uint8-io", action="store_true",
+        help="uint8 input (the pixels as they are) and output tensors (int8 and qat): what MediaPipe takes",
+    )
+    parser.add_argument("--logits", action="store_true", help="output raw logits instead of probabilities (softmax)")
+    parser.add_argument("--calibration-images", type=positive_int, default=200)
+    parser.add_argument("--parity-images", type=positive_int, default=32)
+    parser.add_argument(
+        "--min-agreement", type=float, default=None, help="fail a quantized export below this top-1 agreement (0..1)"
+    )
+    parser.add_argument("--qat-epochs", type=float, default=None, help="QAT fine-tuning epochs (default 1)")
+    parser.add_argument("--qat-steps", type=positive_int, default=None, help="QAT fine-tuning steps (overrides epochs)")
+    parser.add_argument("--qat-batch-size", type=positive_int, default=32)
+    parser.add_argument("--qat-learning-rate", type=float, default=1e-5)
+    parser.add_argument("--threads", type=positive_int, default=1, help="LiteRT interpreter threads (default 1)")
+    parser.add_argument("--latency-runs", type=positive_int, default=50, help="timed invokes after warm-up")
+    parser.add_argument(
+        "--labels", default=None,
+        help="text file of class names, one per line (default: the run's dataset's, else class_N)",
+    )
+    parser.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint of a run")
+    parser.add_argument(
+        "--keep-masks", action="store_true",
+        help="export a learned-group-conv model as its masked dense form (default: converted, gather-free)",
+    )
+    model = parser.add_argument_group("for a model name")
+    model.add_argument("--weights", default=None, help="imagenet or a keras.applications weights file")
+    model.add_argument("--num-classes", type=positive_int, default=1000)
+    model.add_argument("--width-multiplier", type=float, default=1.0)
+    model.add_argument("--input-size", type=positive_int, default=None, help="square input side (default: the config's)")
+    model.add_argument("--config", choices=("imagenet", "cifar"), default="imagenet")
+    return parser.parse_args(argv)
+
+
+def default_output(source, quantize):
+    name = os.path.splitext(os.path.basename(os.path.normpath(source)))[0]
+    return f"{name}_{'float32' if quantize == 'none' else quantize}.tflite"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        return cli.run(lambda: export_and_print(args))
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+
+
+def export_and_print(args):
+    """Exports as `args` say, the converter's and LiteRT's own stderr lines held back; prints the report."""
+    export = cli.import_quietly("mobilenets.deploy.export")
+    with cli.held_stderr():
+        report = export.export(
+            args.source,
+            args.output or default_output(args.source, args.quantize),
+            quantize=args.quantize,
+            representative_data=args.representative_data,
+            data_dir=args.data_dir,
+            int8_io=args.int8_io,
+            uint8_io=args.uint8_io,
+            logits=args.logits,
+            calibration_images=args.calibration_images,
+            parity_images=args.parity_images,
+            min_agreement=args.min_agreement,
+            qat_steps=args.qat_steps,
+            qat_epochs=args.qat_epochs,
+            qat_batch_size=args.qat_batch_size,
+            qat_learning_rate=args.qat_learning_rate,
+            threads=args.threads,
+            latency_runs=args.latency_runs,
+            labels=args.labels,
+            which=args.checkpoint,
+            keep_masks=args.keep_masks,
+            weights=args.weights,
+            num_classes=args.num_classes,
+            width_multiplier=args.width_multiplier,
+            input_shape=(args.input_size, args.input_size, 3) if args.input_size else None,
+            config=args.config,
+        )
+    print(export.format_report(report))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""Trains a MobileNet-family model with Keras `fit` (any tf.distribute strategy).
+
+    python train.py --model mobilenetv2_lgc                    # its default preset (the seed's CIFAR-100 recipe)
+    python train.py --preset imagenet_mobilenetv2 --data-dir ~/data/imagenet --strategy mirrored
+    python train.py --model mobilenetv2 --dataset synthetic --epochs 2 --set run.steps_per_epoch=5
+    python train.py --config my.yaml --set optimizer.lr=0.05 --run-dir runs/mine
+    python train.py --preset finetune --model mobilenetv3_large --weights imagenet --data-dir photos/
+
+Settings come from the preset (--preset, else --model's default), then --config FILE (JSON or
+YAML, only the keys it changes), then the shortcut flags, then every --set section.key=value
+(repeatable, applied last). The resolved config is written to RUN_DIR/config.json; the default
+run directory is runs/<model>-<dataset>-<config hash>. Killed or interrupted? Run the same
+command again: it resumes from the last checkpoint (to continue with changed settings, add
+--resume). A loss that turns NaN stops the run (--on-nan stop|raise) or, with --on-nan restart,
+continues from the last good checkpoint with half the learning rate (run.nan_lr_factor). All behaviour lives in mobilenets/training/ (this file only parses arguments).
+"""
+
+import argparse
+import json
+import sys
+
+from mobilenets.commands import cli
+
+# flag -> config key; the value is parsed and checked by hparams like a --set value.
+SHORTCUTS = {
+    "dataset": "data.dataset",
+    "data_dir": "data.data_dir",
+    "epochs": "schedule.epochs",
+    "batch_size": "schedule.batch_size",
+    "lr": "optimizer.lr",
+    "width": "model.width_multiplier",
+    "run_dir": "run.run_dir",
+    "seed": "run.seed",
+    "strategy": "run.strategy",
+    "mixed_precision": "run.mixed_precision",
+    "steps_per_epoch": "run.steps_per_epoch",
+    "on_nan": "run.nan_policy",
+    "weights": "model.weights",
+}
+SWITCHES = {"xla": "run.xla", "resume": "run.resume"}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = parser.add_argument_group("what to train")
+    what.add_argument("--model", help="model name; without --preset, starts from its default preset")
+    what.add_argument("--preset", help="named recipe (see --list-presets)")
+    what.add_argument("--config", metavar="FILE", help="JSON or YAML config (only the keys it changes)")
+    what.add_argument("--set", "-o", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                      help="override any setting, e.g. --set optimizer.lr=0.05 (repeatable, applied last)")
+    short = parser.add_argument_group("shortcuts (the same as --set KEY=VALUE)")
+    for flag, key in SHORTCUTS.items():
+        short.add_argument("--" + flag.replace("_", "-"), dest=flag, metavar="VALUE", help=key)
+    short.add_argument("--xla", action="store_true", help="run.xla=true: jit-compile the train step")
+    short.add_argument("--resume", action="store_true",
+                       help="run.resume=true: continue the run in --run-dir even if its settings differ")
+    run = parser.add_argument_group("running")
+    run.add_argument("--sync-batchnorm", action="store_true",
+                     help="with several replicas, BatchNorm over the global batch (matches one device exactly)")
+    run.add_argument("--verbose", choices=("0", "1", "2", "auto"), default="auto",
+                     help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
+    run.add_argument("--run-eagerly", action="store_true", help="run the train step eagerly (debugging, tiny runs)")
+    run.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
+    run.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    return parser.parse_args(argv)
+
+
+def overrides_of(args):
+    """The --set strings the flags stand for, shortcuts first, then the user's --set values."""
+    shortcuts = [f"{key}={getattr(args, flag)}" for flag, key in SHORTCUTS.items() if getattr(args, flag) is not None]
+    switches = [f"{key}=true" for flag, key in SWITCHES.items() if getattr(args, flag)]
+    return shortcuts + switches + args.overrides
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from hparams import describe_preset, list_presets
+    from mobilenets.training.settings import resolve_config
+
+    if args.list_presets:
+        for name in list_presets():
+            print(f"{name}: {describe_preset(name)}")
+        return 0
+
+    def train_and_report():
+        config = resolve_config(args.model, args.preset, args.config, overrides_of(args))
+        if args.print_config:
+            print(json.dumps(config.to_dict(), indent=2))
+            return 0
+        trainer = cli.import_quietly("mobilenets.training.trainer")
+        verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+        result = trainer.train(config, sync_batchnorm=args.sync_batchnorm, verbose=verbose,
+                               run_eagerly=args.run_eagerly)
+        best = "n/a" if result.best_top1 is None else f"{result.best_top1:.4f}"
+        epochs = f"{result.epochs_done} epoch{'' if result.epochs_done == 1 else 's'}"
+        print(f"{'stopped' if result.diverged else 'done'}: {epochs}, best validation top-1 {best}, run directory "
+              f"{result.run_dir}")
+        return 1 if result.diverged else 0
+
+    try:
+        return cli.run(train_and_report)
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
