@@ -104,6 +104,7 @@ def test_a_photos_finetune_evaluate_export_mediapipe_predict(photos, tmp_path):
         exported[mode] = path
     sidecar = read_json(str(exported["int8"]) + ".json")
     assert sidecar["report"]["calibration"].startswith("16 images")
+    assert sidecar["report"]["parity"]["top1_agreement"] >= 0.8  # the int8 file against the Keras model
 
     # MediaPipe reads both files as an app does: the photos' class names, probabilities that sum to 1
     held_out = sorted(p for p in photos.rglob("img_*") if p.suffix in (".png", ".jpg"))[:6]
@@ -115,7 +116,7 @@ def test_a_photos_finetune_evaluate_export_mediapipe_predict(photos, tmp_path):
     # predict: the run and its float32 file agree; the broken photo is one line and the others are scored
     images = [*held_out, photos / CLASSES[0] / "broken.jpg"]
     outputs = {}
-    for name, model in (("run", run), ("float32", exported["none"]), ("int8", exported["int8"])):
+    for name, model in (("run", run), ("float32", exported["none"])):
         json_path = tmp_path / f"predict_{name}.json"
         result = run_cli("-m", "mobilenets.commands.predict", model, *images, "--top-k", "2", "--json", json_path)
         assert result.returncode == 1, result.stderr
@@ -126,16 +127,14 @@ def test_a_photos_finetune_evaluate_export_mediapipe_predict(photos, tmp_path):
         outputs[name] = predictions(json_path)
         assert len(outputs[name]) == len(held_out)
     assert_same_predictions(outputs["run"], outputs["float32"])
-    agree = sum(outputs["run"][i][0][0] == outputs["int8"][i][0][0] for i in outputs["run"])
-    assert agree >= len(held_out) - 1
 
 
 def test_b_partial_cifar10_lgc_convert_export_int8_mediapipe(tmp_path):
-    data = write_cifar10_python(tmp_path / "cifar10", per_batch=30, test=40)  # data_batch_1 and 2 of 5
+    data = write_cifar10_python(tmp_path / "cifar10", per_batch=30, test=30)  # data_batch_1 and 2 of 5
     run = tmp_path / "run"
     trained = assert_ok(run_cli(
         "train.py", "--model", "mobilenetv2_lgc", "--dataset", "cifar10", "--data-dir", data, "--run-dir", run,
-        "--width", "0.5", "--epochs", "2", "--batch-size", "10", "--verbose", "0"))
+        "--width", "0.35", "--epochs", "2", "--batch-size", "10", "--verbose", "0"))
     assert "done: 2 epochs" in trained.stdout
     assert "data_batch_3" in trained.stderr  # the missing batches are named, once
     rows = log_rows(run)
@@ -146,7 +145,7 @@ def test_b_partial_cifar10_lgc_convert_export_int8_mediapipe(tmp_path):
     result = assert_ok(run_cli("evaluate.py", run, "--convert", "--json", converted))
     assert (run / "converted.keras").is_file() and "converted" in result.stdout
     plain, converted = read_json(plain), read_json(converted)
-    assert plain["num_images"] == converted["num_images"] == 40  # CIFAR's test split, as the seeds report
+    assert plain["num_images"] == converted["num_images"] == 30  # CIFAR's test split, as the seeds report
     assert converted["top1"] == pytest.approx(plain["top1"]) and converted["loss"] == pytest.approx(plain["loss"], 1e-4)
     assert [row["label"] for row in converted["per_class"]] == CIFAR10_NAMES
 
