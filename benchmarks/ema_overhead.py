@@ -23,7 +23,7 @@ import tf_keras as keras
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from mobilenets.io import write_json  # noqa: E402
-from mobilenets.registry import build_model  # noqa: E402
+from mobilenets.models.registry import build_model  # noqa: E402
 from mobilenets.training import Classifier  # noqa: E402
 from mobilenets.training.ema import AverageWeights, WeightAverage  # noqa: E402
 

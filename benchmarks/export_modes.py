@@ -52,8 +52,8 @@ def phone_model(name, args):
     import tf_keras as keras
 
     from mobilenets import build_model
-    from mobilenets.condense import condense
-    from mobilenets.flops import leaf_layers
+    from mobilenets.models.condensation import condense
+    from mobilenets.models.layers import leaf_layers
     from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 
     keras.utils.set_random_seed(0)

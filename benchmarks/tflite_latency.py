@@ -48,12 +48,12 @@ def build(spec, width, size, images):
     import tf_keras as keras
 
     from mobilenets import build_model
-    from mobilenets.condense import condense
+    from mobilenets.models.condensation import condense
     from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 
     shape = (size, size, 3)
     if spec.startswith("keras:"):
-        from mobilenets.pretrained import keras_application
+        from mobilenets.models.pretrained import keras_application
 
         name = spec.split(":", 1)[1]
         reference = keras_application(name, width, shape)
@@ -100,8 +100,8 @@ def main(argv=None):
     from mobilenets.deploy.export import export
     from mobilenets.deploy.litert import InvokeTimer, median_latencies_ms, random_images
     from mobilenets.deploy.runtime import TFLitePredictor
-    from mobilenets.flops import count
-    from mobilenets.pretrained import transfer_weights
+    from mobilenets.models.costs import count
+    from mobilenets.models.pretrained import transfer_weights
 
     specs = args.models or list_models()
     shape = (args.input_size, args.input_size, 3)

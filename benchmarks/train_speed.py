@@ -7,7 +7,7 @@ Every model is wrapped in the trainer's `Classifier` (same loss, SGD with Nester
 `fit` loop) and fed one in-memory batch, so only the train step is timed. The models of a pair
 are timed in alternating rounds (A B A B ...) after a warm-up that traces and runs each once, so
 load from other processes falls on both alike; the figure is the median step time. The twin,
-`mobilenets.pretrained.keras_application`, takes [-1, 1] inputs: a Rescaling layer in front
+`mobilenets.models.pretrained.keras_application`, takes [-1, 1] inputs: a Rescaling layer in front
 gives it our raw [0, 255] pixels (our models normalise in their first layer).
 
 Acceptance: ours >= 0.95x the twin's images/s (ImageNet shape), and the LGC model's step
@@ -26,8 +26,8 @@ import tf_keras as keras
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from mobilenets.io import write_json  # noqa: E402
-from mobilenets.pretrained import keras_application  # noqa: E402
-from mobilenets.registry import build_model  # noqa: E402
+from mobilenets.models.pretrained import keras_application  # noqa: E402
+from mobilenets.models.registry import build_model  # noqa: E402
 from mobilenets.training import Classifier  # noqa: E402
 
 MIN_RATIO_TO_KERAS = 0.95

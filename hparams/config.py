@@ -25,29 +25,12 @@ import typing
 from typing import Literal, Optional, Tuple
 
 from mobilenets.errors import ConfigError
+from mobilenets.models import registry
 
 from .fields import check_value
 
-MODEL_NAMES = (
-    "mobilenetv1",
-    "mobilenetv2",
-    "mobilenetv3_large",
-    "mobilenetv3_small",
-    "mobilenetv3_large_minimalistic",
-    "mobilenetv3_small_minimalistic",
-    "mobilenetv2_gc",
-    "mobilenetv2_lgc",
-    "mobilenetv2_lgc_proj",
-    "mobilenetv2_gc_lgc",
-    "igcv3",
-    "mobilenetv4_conv_small",
-    "mobilenetv4_conv_medium",
-    "mobilenetv4_conv_large",
-    "mobilenetv4_hybrid_medium",
-    "mobilenetv4_hybrid_large",
-)
-# The models whose 1x1 convolutions are learned group convolutions (CondenseNet, Huang et al. 2018).
-LGC_MODEL_NAMES = ("mobilenetv2_lgc", "mobilenetv2_lgc_proj", "mobilenetv2_gc_lgc")
+MODEL_NAMES = tuple(registry.MODELS)
+LGC_MODEL_NAMES = registry.LEARNED_GROUP_MODELS
 
 # Class count of each dataset (None: read from the data at run time, or for 'synthetic' any count,
 # 10 unless model.num_classes says otherwise). `ModelConfig.num_classes=None` means "take it from here".
@@ -145,7 +128,7 @@ class ModelConfig(_Section):
     ImageNet's 1000. LGC models take MobileNetV2's (each LGC kernel is a masked dense kernel).
     drop_path_rate: stochastic depth (Huang et al. 2016) of the last block; block i of N drops
     its residual branch at drop_path_rate * i / N in training (the Model Garden's linear rule).
-    The names match `mobilenets.registry.build_model`'s keyword arguments (input_size is
+    The names match `mobilenets.models.registry.build_model`'s keyword arguments (input_size is
     input_shape=(input_size, input_size, 3)).
     """
 

@@ -1,4 +1,4 @@
-"""mobilenets: the MobileNet family (V1, V2, V3, GC/LGC MobileNetV2, IGCV3) in tf_keras.
+"""mobilenets: the MobileNet family (V1, V2, V3, GC/LGC MobileNetV2, IGCV3, V4) in tf_keras.
 
 `build_model` and `list_models` are imported lazily, so light modules
 (`mobilenets.errors`, `mobilenets.io`, `hparams`) load without TensorFlow.
@@ -15,7 +15,7 @@ __all__ = ["MobilenetsError", "build_model", "list_models"]
 
 def __getattr__(name):
     if name in ("build_model", "list_models"):
-        from mobilenets import registry
+        from mobilenets.models import registry
 
         return getattr(registry, name)
     raise AttributeError(f"module 'mobilenets' has no attribute {name!r}")

@@ -6,7 +6,7 @@
 
 Reports top-1, top-5, mean cross-entropy, the number of images, per-class top-1 and
 the confusion matrix (also drawn as a PNG: `plot_path`), parameters and
-multiply-adds (`mobilenets.flops.count`; for a `.tflite`, read off its conv
+multiply-adds (`mobilenets.models.costs.count`; for a `.tflite`, read off its conv
 and fully-connected ops) and, for a `.tflite`, the mean interpreter latency per
 image. A run (or a checkpoint of one) is evaluated on the data it trained on, read
 as it was (`mobilenets.runs.run_data`: dataset, data_dir, image size, split), on
@@ -34,13 +34,13 @@ from mobilenets.runs import KERAS_FILE_EXTENSIONS, load_keras_source, run_dir_of
 from mobilenets.deploy.convert import convert_learned_group_model, not_convertible
 from mobilenets.deploy.runtime import TFLitePredictor
 from mobilenets.deploy.tuning import lgc_costs
-from mobilenets.condense import learned_group_convs
+from mobilenets.models.condensation import learned_group_convs
 from mobilenets.data import make_dataset
 from mobilenets.errors import ConfigError, DataError, first_line
-from mobilenets.flops import count
+from mobilenets.models.costs import count
 from mobilenets.io import atomic_path, write_json
 from mobilenets.labels import class_names, dataset_labels
-from mobilenets.registry import is_learned_group_model
+from mobilenets.models.registry import is_learned_group_model
 
 CONVERTED_NAME = "converted.keras"
 

@@ -30,7 +30,7 @@ import tf_keras as keras
 
 from mobilenets.errors import CheckpointError, ConfigError, first_line
 from mobilenets.io import write_json
-from mobilenets.registry import build_model
+from mobilenets.models.registry import build_model
 
 MODEL_SPEC = "model.json"
 CHECKPOINTS = {"last": "checkpoints", "best": "best"}

@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from hparams import apply_overrides, describe_preset, get_preset, list_presets
-from mobilenets.registry import build_model, native_input_shape
+from mobilenets.models.registry import build_model, native_input_shape
 from mobilenets.training import Trainer
 from mobilenets.training.optimization import AdamW, coupled_weight_decay, make_optimizer
 from mobilenets.training.rundir import config_hash

@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mobilenets import build_model
-from mobilenets.builder import architecture, head_width, scale_width
+from mobilenets.models.builder import architecture, head_width, scale_width
 from mobilenets.errors import ModelError
-from mobilenets.layers import make_divisible
-from mobilenets.registry import get_entry
+from mobilenets.models.layers import make_divisible
+from mobilenets.models.registry import get_entry
 
 
 def analytic_params(name, num_classes, width, config, groups, condense_factor):

@@ -13,19 +13,20 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets import builder, registry, specs
-from mobilenets.condense import condense, learned_group_convs
+from mobilenets.models import builder, registry, tables
+from mobilenets.models.condensation import condense, learned_group_convs
 from mobilenets.deploy.convert import BLOCK_FORMS, DeployedInvertedResidual, convert_learned_group_model, group_conv_form
 from mobilenets.errors import ModelError
 from mobilenets.deploy.runtime import TFLitePredictor
-from mobilenets.blocks import InvertedResidual
+from mobilenets.models.blocks import InvertedResidual
 from mobilenets.deploy.litert import op_summary, undelegated_ops
-from mobilenets.flops import count, leaf_layers
-from mobilenets.layers import LearnedGroupConv
+from mobilenets.models.costs import count
+from mobilenets.models.layers import leaf_layers
+from mobilenets.models.layers import LearnedGroupConv
 
 LGC_VARIANTS = ("mobilenetv2_lgc", "mobilenetv2_lgc_proj", "mobilenetv2_gc_lgc")
 GROUPINGS = ((4, 4), (8, 4), (2, 4))  # (groups G, condense factor C)
-CIFAR_V2 = specs.for_cifar(specs.MOBILENET_V2)
+CIFAR_V2 = tables.for_cifar(tables.MOBILENET_V2)
 # Stem, the block without expansion, then two blocks (the second with a residual add), a head conv.
 SMALL_V2 = dataclasses.replace(CIFAR_V2, stages=CIFAR_V2.stages[:3], head_conv=64)
 

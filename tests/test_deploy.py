@@ -14,8 +14,8 @@ import tf_keras as keras
 
 from mobilenets.commands import export as export_tflite
 from mobilenets import build_model
-from mobilenets.attention import MobileMQA
-from mobilenets.condense import condense, learned_group_convs
+from mobilenets.models.attention import MobileMQA
+from mobilenets.models.condensation import condense, learned_group_convs
 from mobilenets.data import make_dataset
 from mobilenets.commands import profile as profile_command
 from mobilenets.deploy import profile
@@ -24,8 +24,9 @@ from mobilenets.deploy.folding import fold_channel_shuffles, fold_hard_swish_sca
 from mobilenets.deploy.flatten import flatten
 from mobilenets.deploy.export import FLOAT32_TOLERANCE, export
 from mobilenets.deploy.litert import op_summary
-from mobilenets.flops import count, leaf_layers
-from mobilenets.layers import Activation, ChannelShuffle, ConvBNAct, DepthwiseBNAct
+from mobilenets.models.costs import count
+from mobilenets.models.layers import leaf_layers
+from mobilenets.models.layers import Activation, ChannelShuffle, ConvBNAct, DepthwiseBNAct
 from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 from test_evaluate import write_run
 from test_export import random_pixels

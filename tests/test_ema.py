@@ -16,11 +16,11 @@ import tf_keras as keras
 
 from hparams import apply_overrides, get_preset
 from mobilenets import runs
-from mobilenets.condense import learned_group_convs
+from mobilenets.models.condensation import learned_group_convs
 from mobilenets.deploy.convert import convert_learned_group_model
 from mobilenets.deploy.export import load_source
 from mobilenets.errors import ConfigError
-from mobilenets.layers import LearnedGroupConv
+from mobilenets.models.layers import LearnedGroupConv
 from mobilenets.runs import latest_checkpoint, load_run
 from mobilenets.training import Trainer, train
 from mobilenets.training.ema import WeightAverage, averaged_and_copied, decay_at

@@ -15,13 +15,13 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets import build_model, runs
-from mobilenets.condense import condense
+from mobilenets.models.condensation import condense
 from mobilenets.data import make_dataset
 from mobilenets.deploy.convert import convert_learned_group_model
 from mobilenets.errors import CheckpointError, ConfigError, DataError
 from mobilenets.evaluation import Metrics, evaluate, evaluate_path, format_report
 from mobilenets.runs import load_keras_model, run_dir_of_checkpoint, source_kind
-from mobilenets.flops import count
+from mobilenets.models.costs import count
 from test_convert import randomize, to_tflite
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -19,13 +19,13 @@ import tf_keras as keras
 
 from mobilenets.commands import export as export_tflite
 from mobilenets import build_model
-from mobilenets.attention import has_attention
+from mobilenets.models.attention import has_attention
 from mobilenets.errors import ConfigError, DataError, ExportError
 from mobilenets.deploy.export import FLOAT32_TOLERANCE, export, read_metadata
 from mobilenets.deploy.flatten import flatten
-from mobilenets.flops import leaf_layers
+from mobilenets.models.layers import leaf_layers
 from mobilenets.deploy.quantization import quantize_aware_model
-from mobilenets.condense import condense
+from mobilenets.models.condensation import condense
 from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 from models_under_test import models_under_test
 

@@ -16,11 +16,11 @@ import tf_keras as keras
 
 from mobilenets.commands import train as train_script
 from hparams import apply_overrides, get_preset
-from mobilenets.condense import learned_group_convs
+from mobilenets.models.condensation import learned_group_convs
 from mobilenets.errors import CheckpointError, ConfigError
-from mobilenets.pretrained import keras_application
+from mobilenets.models.pretrained import keras_application
 from mobilenets.training.starting_weights import load_starting_weights
-from mobilenets.registry import build_model
+from mobilenets.models.registry import build_model
 from mobilenets.training import learning_rate_schedule, train
 from mobilenets.training.trainer import phase_layers
 

@@ -5,9 +5,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.blocks import DepthwiseSeparable, IGCV3Block, InvertedResidual
+from mobilenets.models.blocks import DepthwiseSeparable, IGCV3Block, InvertedResidual
 from mobilenets.errors import ModelError
-from mobilenets.layers import (
+from mobilenets.models.layers import (
     Activation,
     ChannelGather,
     ChannelShuffle,

@@ -15,16 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mobilenets import build_model
-from mobilenets.attention import MobileMQA
-from mobilenets.blocks import FusedInvertedBottleneck, UniversalInvertedBottleneck
-from mobilenets.builder import architecture, build
+from mobilenets.models.attention import MobileMQA
+from mobilenets.models.blocks import FusedInvertedBottleneck, UniversalInvertedBottleneck
+from mobilenets.models.builder import architecture, build
 from mobilenets.deploy.export import FLOAT32_TOLERANCE, export
 from mobilenets.deploy.flatten import flatten
 from mobilenets.errors import ModelError
-from mobilenets.flops import count
-from mobilenets.layers import make_divisible
-from mobilenets.registry import get_entry, native_input_shape
-from mobilenets.specs import Architecture, Stage
+from mobilenets.models.costs import count
+from mobilenets.models.layers import make_divisible
+from mobilenets.models.registry import get_entry, native_input_shape
+from mobilenets.models.tables import Architecture, Stage
 from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 from test_deploy import fit_classifier
 
@@ -269,7 +269,7 @@ def test_hybrid_int8_export_keeps_attention_in_float_and_runs_every_op_in_xnnpac
     Layer scales at their initial 1e-5 (as tests/test_deploy.py's models): with random weights, a branch
     whose ReLUs are all dead gives an all-zero int8 tensor, and XNNPACK refuses an ADD of scales 1e7 apart.
     """
-    from mobilenets.attention import has_attention
+    from mobilenets.models.attention import has_attention
 
     keras.utils.set_random_seed(0)
     model = build_model("mobilenetv4_hybrid_medium", **SMALL)

@@ -10,8 +10,8 @@ import tf_keras as keras
 
 from mobilenets import build_model
 from mobilenets.errors import ModelError
-from mobilenets.flops import count
-from mobilenets.pretrained import keras_application, transfer_weights
+from mobilenets.models.costs import count
+from mobilenets.models.pretrained import keras_application, transfer_weights
 from models_under_test import models_under_test
 
 # Trainable parameters as keras.applications (tf_keras 2.21) builds them, and
@@ -158,7 +158,7 @@ def test_every_model_trains_saves_and_reloads(name, tmp_path):
 def test_h5_and_saved_model_round_trips(name, filename, save_kwargs, tmp_path):
     model = small_model(name)
     if name == "mobilenetv2_lgc":
-        from mobilenets.condense import condense
+        from mobilenets.models.condensation import condense
 
         condense(model)  # the masks are saved too
     assert_reload_gives_same_outputs(model, str(tmp_path / filename), **save_kwargs)

@@ -7,8 +7,8 @@ import tensorflow as tf
 
 from hparams import apply_overrides, get_preset
 from mobilenets.errors import ModelError
-from mobilenets.layers import DropPath
-from mobilenets.registry import build_model
+from mobilenets.models.layers import DropPath
+from mobilenets.models.registry import build_model
 
 RATE = 0.2
 

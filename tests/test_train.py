@@ -26,9 +26,9 @@ import tf_keras as keras
 
 from mobilenets.commands import train as train_script
 from hparams import apply_overrides, get_preset
-from mobilenets.condense import condense, group_lasso, learned_group_convs
+from mobilenets.models.condensation import condense, group_lasso, learned_group_convs
 from mobilenets.errors import ConfigError, TrainingDiverged
-from mobilenets.registry import build_model, is_learned_group_model
+from mobilenets.models.registry import build_model, is_learned_group_model
 from mobilenets.runs import load_run
 from mobilenets.commands import cli
 from mobilenets.training import Classifier, Trainer, WarmupDecay, condensation_steps, train
@@ -315,8 +315,8 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from mobilenets.commands import train as train_script
 from hparams import apply_overrides, get_preset
-from mobilenets.condense import condense, learned_group_convs
-from mobilenets.registry import build_model
+from mobilenets.models.condensation import condense, learned_group_convs
+from mobilenets.models.registry import build_model
 from mobilenets.training import train
 
 def run(name, strategy):

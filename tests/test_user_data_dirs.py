@@ -17,7 +17,7 @@ from mobilenets import build_model
 from mobilenets.data import SkippedImagesWarning, dataset_info, make_dataset, scan_folder, tfds_source
 from mobilenets.data.cifar import PartialCopyWarning
 from mobilenets.errors import CheckpointError, DataError
-from mobilenets.pretrained import weight_layers
+from mobilenets.models.pretrained import weight_layers
 from mobilenets.training.starting_weights import load_starting_weights
 from mobilenets.training.inputs import plan_data
 from mobilenets.training.settings import resolve_config

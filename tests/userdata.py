@@ -95,7 +95,7 @@ def keras_h5(path, name="mobilenetv2", width=0.35, size=32, include_top=True, se
     the offline stand-in for a downloaded ImageNet file. Returns path."""
     import tf_keras as keras
 
-    from mobilenets.pretrained import KERAS_APPLICATIONS, keras_application
+    from mobilenets.models.pretrained import KERAS_APPLICATIONS, keras_application
 
     if include_top:
         model = keras_application(name, width, (size, size, 3), 1000, weights=None)

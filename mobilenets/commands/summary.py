@@ -26,8 +26,8 @@ PUBLISHED_TOP1 = {
 
 
 def rows(names, dataset="imagenet", width_multiplier=1.0, image_size=None, **build_kwargs):
-    from mobilenets.flops import count
-    from mobilenets.registry import build_model
+    from mobilenets.models.costs import count
+    from mobilenets.models.registry import build_model
 
     config, num_classes = DATASETS[dataset]
     shape = (image_size, image_size, 3) if image_size else None
@@ -87,7 +87,7 @@ def main(argv=None):
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--plot", metavar="PNG", default=None, help="also write top-1 and parameters vs multiply-adds")
     args = parser.parse_args(argv)
-    registry = cli.import_quietly("mobilenets.registry")
+    registry = cli.import_quietly("mobilenets.models.registry")
     names = registry.list_models() if args.all or not args.models else args.models
     try:
         with cli.held_stderr():  # TensorFlow's log lines while the models build

@@ -26,11 +26,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.blocks import InvertedResidual
-from mobilenets.condense import learned_group_convs
+from mobilenets.models.blocks import InvertedResidual
+from mobilenets.models.condensation import learned_group_convs
 from mobilenets.errors import ModelError
-from mobilenets.layers import ConvBNAct, LearnedGroupConv, register
-from mobilenets.registry import is_learned_group_model, list_models
+from mobilenets.models.layers import ConvBNAct, LearnedGroupConv, register
+from mobilenets.models.registry import is_learned_group_model, list_models
 
 
 @register

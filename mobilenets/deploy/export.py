@@ -49,7 +49,7 @@ from mobilenets import runs
 from mobilenets.errors import CheckpointError, ConfigError, DataError, ExportError, first_line
 from mobilenets.deploy.runtime import TFLitePredictor
 from mobilenets.io import atomic_path, write_json
-from mobilenets.layers import Normalize, decomposed_hard_swish
+from mobilenets.models.layers import Normalize, decomposed_hard_swish
 from mobilenets.labels import class_names, dataset_labels
 from mobilenets.deploy.tuning import deployed_model
 from mobilenets.deploy.litert import (
@@ -61,10 +61,10 @@ from mobilenets.deploy.litert import (
     random_images,
     undelegated_ops,
 )
-from mobilenets.attention import has_attention
+from mobilenets.models.attention import has_attention
 from mobilenets.deploy import litert
 from mobilenets.deploy import metadata as tflite_metadata
-from mobilenets.registry import build_model, list_models
+from mobilenets.models.registry import build_model, list_models
 
 MODES = ("none", "float16", "dynamic", "int8", "qat")
 INTEGER_MODES = ("int8", "qat")
@@ -99,7 +99,7 @@ def load_source(source, which="best", weights=None, **build_kwargs):
     """A `Source` from a run directory, checkpoint prefix, saved Keras model or registered model name.
 
     weights and build_kwargs (num_classes, input_shape, width_multiplier, config...)
-    apply to a model name only: see `mobilenets.registry.build_model`.
+    apply to a model name only: see `mobilenets.models.registry.build_model`.
     """
     source = os.fspath(source)
     exists = os.path.exists(source) or os.path.exists(source + ".index")  # a path, or a checkpoint prefix

@@ -27,10 +27,10 @@ flat == original for every registered model.
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.attention import AttentionCore, MobileMQA
-from mobilenets.blocks import DepthwiseSeparable, FusedInvertedBottleneck, InvertedResidual, UniversalInvertedBottleneck
+from mobilenets.models.attention import AttentionCore, MobileMQA
+from mobilenets.models.blocks import DepthwiseSeparable, FusedInvertedBottleneck, InvertedResidual, UniversalInvertedBottleneck
 from mobilenets.errors import ExportError
-from mobilenets.layers import (
+from mobilenets.models.layers import (
     Activation,
     ChannelGather,
     ChannelShuffle,

@@ -10,10 +10,10 @@
 import numpy as np
 import tf_keras as keras
 
-from mobilenets.blocks import InvertedResidual
+from mobilenets.models.blocks import InvertedResidual
 from mobilenets.deploy.convert import DeployedInvertedResidual, permuted_weights, dense_kernel, rebuild_chain
 from mobilenets.errors import ModelError
-from mobilenets.layers import Activation, ConvBNAct, get_activation
+from mobilenets.models.layers import Activation, ConvBNAct, get_activation
 
 
 def dense_unshuffled_block(block):

@@ -33,8 +33,8 @@ import tf_keras as keras
 from mobilenets.quiet import held_stderr
 from mobilenets.errors import ExportError
 from mobilenets.deploy.flatten import flatten
-from mobilenets.attention import AttentionCore
-from mobilenets.layers import Activation, ChannelGather, Normalize
+from mobilenets.models.attention import AttentionCore
+from mobilenets.models.layers import Activation, ChannelGather, Normalize
 
 quantize = tfmot.quantization.keras
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from mobilenets.errors import CheckpointError, first_line
-from mobilenets.flops import Cost
+from mobilenets.models.costs import Cost
 from mobilenets.quiet import held_stderr
 
 

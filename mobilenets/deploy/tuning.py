@@ -16,7 +16,7 @@ import numpy as np
 import tf_keras as keras
 
 from mobilenets.quiet import held_stderr
-from mobilenets.condense import learned_group_convs
+from mobilenets.models.condensation import learned_group_convs
 from mobilenets.deploy.convert import (
     BLOCK_FORMS,
     available_forms,
@@ -26,7 +26,7 @@ from mobilenets.deploy.convert import (
 )
 from mobilenets.deploy.folding import fold_channel_shuffles, fold_hard_swish_scale
 from mobilenets.errors import ModelError
-from mobilenets.flops import count
+from mobilenets.models.costs import count
 
 
 def _block_model(block, form):

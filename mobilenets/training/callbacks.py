@@ -15,9 +15,9 @@ import tensorflow as tf
 import tf_keras as keras
 from tensorflow.core.framework import summary_pb2
 
-from mobilenets.condense import condensation_stages_done, condense, learned_group_convs, sparsity
+from mobilenets.models.condensation import condensation_stages_done, condense, learned_group_convs, sparsity
 from mobilenets.errors import TrainingDiverged
-from mobilenets.flops import leaf_layers
+from mobilenets.models.layers import leaf_layers
 from mobilenets.io import write_text
 
 
@@ -64,7 +64,7 @@ class EpochProgbar(keras.callbacks.ProgbarLogger):
 
 
 class Condensation(keras.callbacks.Callback):
-    """Runs one condensation stage (mobilenets.condense.condense) at each step of `schedule`.
+    """Runs one condensation stage (mobilenets.models.condensation.condense) at each step of `schedule`.
 
     Stage k happens once the optimizer has taken schedule[k] steps; the stages already done are
     read from the LGC layers' `stage` variables, so a resumed run neither repeats nor skips one.

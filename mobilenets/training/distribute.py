@@ -18,7 +18,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets.errors import ConfigError
-from mobilenets.flops import leaf_layers
+from mobilenets.models.layers import leaf_layers
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 

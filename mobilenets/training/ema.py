@@ -29,7 +29,7 @@ sees it (mirrored), a per-replica BatchNorm statistic as its mean over replicas.
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.flops import leaf_layers
+from mobilenets.models.layers import leaf_layers
 
 
 def decay_at(step, decay, warmup=True):

@@ -4,7 +4,7 @@
          + weight_decay / 2 * sum(w ** 2)                (coupled L2, see optimization.py)
          + lasso_decay * sum of group-lasso terms         (CondenseNet, Huang et al. 2018, eq. 2)
 
-`Classifier` wraps the network built by `mobilenets.registry.build_model`; Keras' own
+`Classifier` wraps the network built by `mobilenets.models.registry.build_model`; Keras' own
 `train_step` / `test_step` drive it through `compute_loss`, so `fit` handles every
 tf.distribute strategy, mixed precision (loss scaling) and XLA. The penalties enter as Keras
 regularization losses: Keras scales them for the number of replicas like the data loss.
@@ -18,7 +18,7 @@ and top-1 accuracy compares the logits' argmax with the labels' argmax for soft 
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.condense import group_lasso, learned_group_convs
+from mobilenets.models.condensation import group_lasso, learned_group_convs
 from mobilenets.training.optimization import decayed_variables, weight_decay_penalty
 
 

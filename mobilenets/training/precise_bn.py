@@ -9,7 +9,7 @@ trained model's.
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.flops import leaf_layers
+from mobilenets.models.layers import leaf_layers
 
 
 def recompute_batch_norm_statistics(model, images):

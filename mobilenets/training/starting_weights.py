@@ -1,5 +1,5 @@
 """The weights a training starts from (model.weights, train.py --weights): a run of ours, or
-keras.applications' ImageNet weights ('imagenet' or a downloaded .h5, mobilenets.pretrained).
+keras.applications' ImageNet weights ('imagenet' or a downloaded .h5, mobilenets.models.pretrained).
 
 A run's classifier is never taken: fine-tuning gives the new classes a new one.
 """
@@ -7,7 +7,7 @@ A run's classifier is never taken: fine-tuning gives the new classes a new one.
 import os
 
 from mobilenets.errors import CheckpointError
-from mobilenets.pretrained import PRETRAINED_TWIN, load_keras_applications_weights, transfer_weights
+from mobilenets.models.pretrained import PRETRAINED_TWIN, load_keras_applications_weights, transfer_weights
 from mobilenets.runs import MODEL_SPEC, load_model_spec, load_run
 
 

@@ -32,10 +32,10 @@ from typing import Optional
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets.condense import condensenet_schedule, learned_group_convs
+from mobilenets.models.condensation import condensenet_schedule, learned_group_convs
 from mobilenets.errors import ConfigError
 from mobilenets.training.starting_weights import load_starting_weights
-from mobilenets.registry import build_model
+from mobilenets.models.registry import build_model
 from mobilenets.runs import save_model_spec
 from mobilenets.training import callbacks as cb
 from mobilenets.training import lock

@@ -12,7 +12,7 @@ import dataclasses
 import numpy as np
 import tf_keras as keras
 
-from mobilenets.layers import LearnedGroupConv
+from mobilenets.models.layers import LearnedGroupConv, leaf_layers
 
 
 @dataclasses.dataclass
@@ -39,15 +39,6 @@ def _leaf_cost(layer):
     if isinstance(layer, keras.layers.Dense):
         return params, int(np.prod(layer.kernel.shape))
     return params, 0
-
-
-def leaf_layers(model):
-    """Every leaf layer, nested ones included, in call order."""
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False, recursive=True)
-        if not list(layer._flatten_layers(include_self=False, recursive=False))
-    ]
 
 
 def count(model):

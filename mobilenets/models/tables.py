@@ -5,7 +5,7 @@ n (repeats), s (stride of the first repeat, ImageNet), k (depthwise kernel; the
 conv kernel of "conv" and "fused_ib" rows), se (squeeze-excite), act
 (activation), expand (has a 1x1 expansion conv); MobileNetV4 adds start_dw_k /
 middle_dw_k (the UIB's optional depthwise kernels, 0 = none), layer_scale, and
-heads / key_dim / kv_stride (Mobile MQA). `mobilenets.builder` turns a table
+heads / key_dim / kv_stride (Mobile MQA). `mobilenets.models.builder` turns a table
 into layers; nothing else knows the numbers.
 
 CIFAR configurations follow the seeds (the TensorFlow LGC repository's

@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets.errors import ModelError
-from mobilenets.layers import DepthwiseBNAct, LayerScale, ResidualBlock, batch_norm, register
+from mobilenets.models.layers import DepthwiseBNAct, LayerScale, ResidualBlock, batch_norm, register
 
 
 def multi_query_attention(query, key, value, heads, key_dim, value_dim):

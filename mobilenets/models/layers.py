@@ -15,6 +15,15 @@ from mobilenets.errors import ModelError
 register = keras.saving.register_keras_serializable(package="mobilenets")
 
 
+def leaf_layers(model):
+    """Every leaf layer, nested ones included, in call order."""
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if not list(layer._flatten_layers(include_self=False, recursive=False))
+    ]
+
+
 def make_divisible(value, divisor=8, min_value=None):
     """Rounds a channel count to a multiple of `divisor`, never dropping below 90%.
 
@@ -303,7 +312,7 @@ class LearnedGroupConv(keras.layers.Layer):
     belongs to group o mod G. Each `condense_step` lets every group drop the
     in/C input channels with the smallest summed |W * mask| over its outputs;
     after C - 1 steps every group reads in/C inputs, so the layer equals a
-    standard group convolution over gathered inputs (see `mobilenets.condense`).
+    standard group convolution over gathered inputs (see `mobilenets.models.condensation`).
     """
 
     def __init__(self, filters, groups=4, condense_factor=4, **kwargs):

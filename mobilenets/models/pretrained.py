@@ -20,8 +20,7 @@ import numpy as np
 import tf_keras as keras
 
 from mobilenets.errors import CheckpointError, first_line
-from mobilenets.flops import leaf_layers
-from mobilenets.layers import LearnedGroupConv
+from mobilenets.models.layers import LearnedGroupConv, leaf_layers
 
 # name -> (keras.applications constructor, extra kwargs)
 KERAS_APPLICATIONS = {

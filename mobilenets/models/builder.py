@@ -9,17 +9,17 @@ import math
 
 import tf_keras as keras
 
-from mobilenets import specs
-from mobilenets.attention import MobileMQA
-from mobilenets.blocks import (
+from mobilenets.errors import ModelError
+from mobilenets.models import tables
+from mobilenets.models.attention import MobileMQA
+from mobilenets.models.blocks import (
     DepthwiseSeparable,
     FusedInvertedBottleneck,
     IGCV3Block,
     InvertedResidual,
     UniversalInvertedBottleneck,
 )
-from mobilenets.errors import ModelError
-from mobilenets.layers import Activation, ConvBNAct, Normalize, make_divisible
+from mobilenets.models.layers import Activation, ConvBNAct, Normalize, make_divisible
 
 BLOCKS = {"ir": InvertedResidual, "igcv3": IGCV3Block}
 
@@ -49,7 +49,7 @@ def build(
     drop_path_rate=0.0,
     name=None,
 ):
-    """Builds `arch` (a `specs.Architecture`).
+    """Builds `arch` (a `tables.Architecture`).
 
     block_options: extra keyword arguments for every inverted-residual-family
     block (group counts, condense factors: the GC / LGC variants).
@@ -175,11 +175,11 @@ def validate(arch, num_classes, input_shape, width_multiplier, dropout):
 
 def architecture(base, config="imagenet", expansion=None, minimal=False):
     """The table for a configuration: 'imagenet' (224x224) or 'cifar' (32x32)."""
-    arch = specs.minimalistic(base) if minimal else base
+    arch = tables.minimalistic(base) if minimal else base
     if expansion is not None:
-        arch = specs.with_expansion(arch, expansion)
+        arch = tables.with_expansion(arch, expansion)
     if config == "cifar":
-        return specs.for_cifar(arch)
+        return tables.for_cifar(arch)
     if config != "imagenet":
         raise ModelError(f"unknown config {config!r}; choose 'imagenet' (224x224) or 'cifar' (32x32)")
     return arch

@@ -3,7 +3,7 @@
 import tf_keras as keras
 
 from mobilenets.errors import ModelError
-from mobilenets.layers import (
+from mobilenets.models.layers import (
     ChannelShuffle,
     ConvBNAct,
     DepthwiseBNAct,

@@ -1,13 +1,12 @@
 """Learned group convolution over a whole model (Huang et al. 2018, CondenseNet).
 
 Group-lasso penalty, the condensation schedule and the condensation step. The
-layer itself is `mobilenets.layers.LearnedGroupConv`.
+layer itself is `mobilenets.models.layers.LearnedGroupConv`.
 """
 
 import tensorflow as tf
 
-from mobilenets.flops import leaf_layers
-from mobilenets.layers import LearnedGroupConv
+from mobilenets.models.layers import LearnedGroupConv, leaf_layers
 
 
 def learned_group_convs(model):

@@ -1,10 +1,14 @@
-"""Every model name goes through here: `list_models()` and `build_model(name, ...)`."""
+"""Every model name goes through here: `list_models()` and `build_model(name, ...)`.
+
+Importing this module does not import TensorFlow (the builder loads on the first
+`build_model`), so `hparams` checks model names against `MODELS` cheaply.
+"""
 
 import dataclasses
 from typing import Callable, Optional
 
-from mobilenets import builder, specs
 from mobilenets.errors import ModelError
+from mobilenets.models import tables
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,7 +19,7 @@ class ModelEntry:
     arguments: the GC / LGC / IGCV3 variants of the same table.
     """
 
-    arch: specs.Architecture
+    arch: tables.Architecture
     description: str
     minimal: bool = False
     block_options: Optional[Callable[[int, int], dict]] = None
@@ -48,32 +52,32 @@ def _igcv3(groups, condense_factor):
 
 
 MODELS = {
-    "mobilenetv1": ModelEntry(specs.MOBILENET_V1, "MobileNetV1: depthwise-separable convs"),
-    "mobilenetv2": ModelEntry(specs.MOBILENET_V2, "MobileNetV2: inverted residuals, linear bottlenecks"),
-    "mobilenetv3_large": ModelEntry(specs.MOBILENET_V3_LARGE, "MobileNetV3-Large: h-swish, squeeze-excite"),
-    "mobilenetv3_small": ModelEntry(specs.MOBILENET_V3_SMALL, "MobileNetV3-Small: h-swish, squeeze-excite"),
+    "mobilenetv1": ModelEntry(tables.MOBILENET_V1, "MobileNetV1: depthwise-separable convs"),
+    "mobilenetv2": ModelEntry(tables.MOBILENET_V2, "MobileNetV2: inverted residuals, linear bottlenecks"),
+    "mobilenetv3_large": ModelEntry(tables.MOBILENET_V3_LARGE, "MobileNetV3-Large: h-swish, squeeze-excite"),
+    "mobilenetv3_small": ModelEntry(tables.MOBILENET_V3_SMALL, "MobileNetV3-Small: h-swish, squeeze-excite"),
     "mobilenetv3_large_minimalistic": ModelEntry(
-        specs.MOBILENET_V3_LARGE, "MobileNetV3-Large minimalistic: 3x3, ReLU, no SE", minimal=True
+        tables.MOBILENET_V3_LARGE, "MobileNetV3-Large minimalistic: 3x3, ReLU, no SE", minimal=True
     ),
     "mobilenetv3_small_minimalistic": ModelEntry(
-        specs.MOBILENET_V3_SMALL, "MobileNetV3-Small minimalistic: 3x3, ReLU, no SE", minimal=True
+        tables.MOBILENET_V3_SMALL, "MobileNetV3-Small minimalistic: 3x3, ReLU, no SE", minimal=True
     ),
-    "mobilenetv2_gc": ModelEntry(specs.MOBILENET_V2, "MobileNetV2, group conv (GC) expansion and projection", block_options=_gc),
+    "mobilenetv2_gc": ModelEntry(tables.MOBILENET_V2, "MobileNetV2, group conv (GC) expansion and projection", block_options=_gc),
     "mobilenetv2_lgc": ModelEntry(
-        specs.MOBILENET_V2, "MobileNetV2, learned group conv (LGC) expansion and projection", block_options=_lgc
+        tables.MOBILENET_V2, "MobileNetV2, learned group conv (LGC) expansion and projection", block_options=_lgc
     ),
     "mobilenetv2_lgc_proj": ModelEntry(
-        specs.MOBILENET_V2, "MobileNetV2, learned group conv on the projection only", block_options=_lgc_projection
+        tables.MOBILENET_V2, "MobileNetV2, learned group conv on the projection only", block_options=_lgc_projection
     ),
     "mobilenetv2_gc_lgc": ModelEntry(
-        specs.MOBILENET_V2, "MobileNetV2, GC expansion + LGC projection", block_options=_gc_expansion_lgc_projection
+        tables.MOBILENET_V2, "MobileNetV2, GC expansion + LGC projection", block_options=_gc_expansion_lgc_projection
     ),
-    "igcv3": ModelEntry(specs.IGCV3_D, "IGCV3-D: interleaved low-rank group convs", block_options=_igcv3, default_groups=2),
-    "mobilenetv4_conv_small": ModelEntry(specs.MOBILENET_V4_CONV_SMALL, "MobileNetV4-Conv-S: universal inverted bottlenecks"),
-    "mobilenetv4_conv_medium": ModelEntry(specs.MOBILENET_V4_CONV_MEDIUM, "MobileNetV4-Conv-M: UIB, fused IB"),
-    "mobilenetv4_conv_large": ModelEntry(specs.MOBILENET_V4_CONV_LARGE, "MobileNetV4-Conv-L: UIB, fused IB"),
-    "mobilenetv4_hybrid_medium": ModelEntry(specs.MOBILENET_V4_HYBRID_MEDIUM, "MobileNetV4-Hybrid-M: UIB + Mobile MQA"),
-    "mobilenetv4_hybrid_large": ModelEntry(specs.MOBILENET_V4_HYBRID_LARGE, "MobileNetV4-Hybrid-L: UIB + Mobile MQA, GELU"),
+    "igcv3": ModelEntry(tables.IGCV3_D, "IGCV3-D: interleaved low-rank group convs", block_options=_igcv3, default_groups=2),
+    "mobilenetv4_conv_small": ModelEntry(tables.MOBILENET_V4_CONV_SMALL, "MobileNetV4-Conv-S: universal inverted bottlenecks"),
+    "mobilenetv4_conv_medium": ModelEntry(tables.MOBILENET_V4_CONV_MEDIUM, "MobileNetV4-Conv-M: UIB, fused IB"),
+    "mobilenetv4_conv_large": ModelEntry(tables.MOBILENET_V4_CONV_LARGE, "MobileNetV4-Conv-L: UIB, fused IB"),
+    "mobilenetv4_hybrid_medium": ModelEntry(tables.MOBILENET_V4_HYBRID_MEDIUM, "MobileNetV4-Hybrid-M: UIB + Mobile MQA"),
+    "mobilenetv4_hybrid_large": ModelEntry(tables.MOBILENET_V4_HYBRID_LARGE, "MobileNetV4-Hybrid-L: UIB + Mobile MQA, GELU"),
 }
 
 CONFIGS = {"imagenet": (224, 224, 3), "cifar": (32, 32, 3)}
@@ -101,8 +105,12 @@ def get_entry(name):
 
 
 def is_learned_group_model(name):
+    """Whether the model's 1x1 convolutions are learned group convolutions (CondenseNet, Huang et al. 2018)."""
     options = get_entry(name).block_options
     return bool(options and any(key.endswith("condense_factor") for key in options(1, 1)))
+
+
+LEARNED_GROUP_MODELS = tuple(name for name in MODELS if is_learned_group_model(name))
 
 
 def build_model(
@@ -129,6 +137,8 @@ def build_model(
     weights: None, 'imagenet' or a keras.applications weights file (V1/V2/V3 only).
     drop_path_rate: stochastic depth of the last block, linear over depth (builder.build).
     """
+    from mobilenets.models import builder
+
     entry = get_entry(name)
     if config not in CONFIGS:
         raise ModelError(f"unknown config {config!r}; choose one of: {', '.join(CONFIGS)}")
@@ -154,7 +164,7 @@ def build_model(
         name=name,
     )
     if weights is not None:
-        from mobilenets import pretrained
+        from mobilenets.models import pretrained
 
         pretrained.load_keras_applications_weights(model, name, weights, width_multiplier, input_shape, num_classes)
     return model
