@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from hparams import apply_overrides, get_preset  # noqa: E402
 from mobilenets.io import write_json  # noqa: E402
+from mobilenets.runs import LOG_FILE  # noqa: E402
 from mobilenets.training import train  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "cifar10_real_5k.npz")
@@ -57,7 +58,7 @@ def from_scratch(args, data_dir, run_dir, epochs):
 
 
 def top1(run_dir):
-    rows = list(csv.DictReader(open(os.path.join(run_dir, "log.csv"))))
+    rows = list(csv.DictReader(open(os.path.join(run_dir, LOG_FILE))))
     values = [float(r["val_accuracy"]) for r in rows]
     return {"last": values[-1], "best": max(values), "per_epoch": values}
 

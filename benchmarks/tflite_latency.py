@@ -88,6 +88,26 @@ def plot(rows, path):
     figure.savefig(path, dpi=120)
 
 
+def interleaved_latencies_ms(paths, threads=1, runs=100, warmup=10):
+    """Median LiteRT invoke time (ms) of each .tflite file, all loaded in this process and taking
+    turns invoke by invoke (`median_latencies_ms`), so load changes hit every file alike."""
+    from mobilenets.deploy.litert import InvokeTimer, median_latencies_ms
+    from mobilenets.deploy.runtime import TFLitePredictor
+
+    return median_latencies_ms([InvokeTimer(TFLitePredictor(path, threads)) for path in paths], runs, warmup)
+
+
+def deployed_madds(note, model):
+    """Multiply-adds of the exported graph: a converted LGC model's deployed count (from `note`, its export
+    report's `deployment`), else the Keras model's."""
+    from mobilenets.models.costs import count
+
+    note = note or ""
+    if "multiply-adds deployed" in note:
+        return int(float(note.split("M multiply-adds deployed")[0].rsplit(" ", 1)[-1]) * 1e6)
+    return count(model).madds
+
+
 def _counts(counts):
     return ", ".join(f"{name} x{count}" for name, count in counts.items())
 
@@ -98,9 +118,7 @@ def main(argv=None):
 
     from mobilenets import list_models
     from mobilenets.deploy.export import export
-    from mobilenets.deploy.litert import InvokeTimer, median_latencies_ms, random_images
-    from mobilenets.deploy.runtime import TFLitePredictor
-    from mobilenets.models.costs import count
+    from mobilenets.deploy.litert import random_images
     from mobilenets.models.pretrained import transfer_weights
 
     specs = args.models or list_models()
@@ -124,15 +142,13 @@ def main(argv=None):
                     calibration_images=args.calibration_images, parity_images=8, threads=args.threads, latency_runs=1,
                 )
                 deployed = report.deployment or ""
-                madds = count(model).madds
-                if "multiply-adds deployed" in deployed:
-                    madds = int(float(deployed.split("M multiply-adds deployed")[0].rsplit(" ", 1)[-1]) * 1e6)
+                madds = deployed_madds(deployed, model)
                 rows.append({"spec": spec, "model": label, "mode": mode, "madds": madds, "size": report.size_bytes,
                              "path": path, "undelegated": report.undelegated, "deployment": deployed})
                 print(f"exported {label} {mode}: {report.size_bytes / 2**20:.2f} MB, not in XNNPACK: "
                       f"{_counts(report.undelegated) or 'none'}{'; ' + deployed if deployed else ''}", flush=True)
-        timers = [InvokeTimer(TFLitePredictor(row["path"], args.threads)) for row in rows]
-        for row, latency in zip(rows, median_latencies_ms(timers, args.runs, args.warmup)):
+        latencies = interleaved_latencies_ms([row["path"] for row in rows], args.threads, args.runs, args.warmup)
+        for row, latency in zip(rows, latencies):
             row["latency"] = latency
 
     by_key = {(row["spec"], row["mode"]): row["latency"] for row in rows}

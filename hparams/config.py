@@ -25,12 +25,12 @@ import typing
 from typing import Literal, Optional, Tuple
 
 from mobilenets.errors import ConfigError
-from mobilenets.models import registry
+from mobilenets.models import zoo
 
 from .fields import check_value
 
-MODEL_NAMES = tuple(registry.MODELS)
-LGC_MODEL_NAMES = registry.LEARNED_GROUP_MODELS
+MODEL_NAMES = tuple(zoo.MODELS)
+LGC_MODEL_NAMES = zoo.LEARNED_GROUP_MODELS
 
 # Class count of each dataset (None: read from the data at run time, or for 'synthetic' any count,
 # 10 unless model.num_classes says otherwise). `ModelConfig.num_classes=None` means "take it from here".
@@ -128,6 +128,10 @@ class ModelConfig(_Section):
     ImageNet's 1000. LGC models take MobileNetV2's (each LGC kernel is a masked dense kernel).
     drop_path_rate: stochastic depth (Huang et al. 2016) of the last block; block i of N drops
     its residual branch at drop_path_rate * i / N in training (the Model Garden's linear rule).
+    bn_epsilon (keras.applications' 1e-3) and padding ('same': TensorFlow's, 'symmetric': PyTorch's) of
+    the model's BatchNorms and strided convs; weights of timm's (a .safetensors file or hub id) set them
+    to 1e-5 / 'symmetric', the normalization to the checkpoint's ('unit': x / 255) and, unless the command
+    sets it, input_size to the checkpoint's (mobilenets.training.settings).
     The names match `mobilenets.models.registry.build_model`'s keyword arguments (input_size is
     input_shape=(input_size, input_size, 3)).
     """
@@ -142,10 +146,12 @@ class ModelConfig(_Section):
     expansion: Optional[float] = None
     groups: Optional[int] = None
     condense_factor: Optional[int] = None
-    normalization: Literal["inception", "imagenet", "cifar10", "cifar100", "none"] = "inception"
+    normalization: Literal["inception", "imagenet", "cifar10", "cifar100", "unit", "none"] = "inception"
     bn_momentum: float = 0.99
     weights: Optional[str] = None
     drop_path_rate: float = 0.0
+    bn_epsilon: float = 1e-3
+    padding: Literal["same", "symmetric"] = "same"
 
     def _check(self):
         self._require(self.weights is None or self.weights != "", "weights",
@@ -159,6 +165,7 @@ class ModelConfig(_Section):
         self._require(self.condense_factor is None or self.condense_factor >= 1, "condense_factor", ">= 1 or null")
         self._require(0 <= self.bn_momentum < 1, "bn_momentum", "in [0, 1)")
         self._require(0 <= self.drop_path_rate < 1, "drop_path_rate", "in [0, 1) (0 turns stochastic depth off)")
+        self._require(self.bn_epsilon > 0, "bn_epsilon", "> 0")
 
     @property
     def is_lgc(self):

@@ -10,10 +10,10 @@ import re
 
 
 def first_line(error, limit=300):
-    """The first line of an exception's message, without TensorFlow's {{function_node ...}} prefix,
-    for quoting a lower-level failure inside a one-line error."""
+    """The first line of an exception's message (runs of spaces made one), without TensorFlow's
+    {{function_node ...}} prefix, for quoting a lower-level failure inside a one-line error."""
     text = re.sub(r"\{\{[^}]*\}\}\s*", "", getattr(error, "message", None) or str(error)).strip()
-    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
+    return (" ".join(text.splitlines()[0].split()) if text else type(error).__name__)[:limit]
 
 
 class MobilenetsError(Exception):

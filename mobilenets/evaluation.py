@@ -36,9 +36,9 @@ from mobilenets.deploy.runtime import TFLitePredictor
 from mobilenets.deploy.tuning import lgc_costs
 from mobilenets.models.condensation import learned_group_convs
 from mobilenets.data import make_dataset
-from mobilenets.errors import ConfigError, DataError, first_line
+from mobilenets.errors import ConfigError, DataError
 from mobilenets.models.costs import count
-from mobilenets.io import atomic_path, write_json
+from mobilenets.io import atomic_path, reporting_write_errors, write_json
 from mobilenets.labels import class_names, dataset_labels
 from mobilenets.models.registry import is_learned_group_model
 
@@ -201,17 +201,8 @@ def save_keras_model(model, path):
     """Saves atomically: `.keras` or `.h5` by extension, otherwise a SavedModel directory."""
     path = os.fspath(path)
     extension = os.path.splitext(path)[1] if path.endswith(KERAS_FILE_EXTENSIONS) else ""
-    with _reporting_write_errors(path), atomic_path(path, suffix=extension) as tmp:
+    with reporting_write_errors(path), atomic_path(path, suffix=extension) as tmp:
         model.save(tmp, save_format=None if extension else "tf")
-
-
-@contextlib.contextmanager
-def _reporting_write_errors(path):
-    """Turns a failed write (missing directory, permissions, full disk) into a one-line ConfigError."""
-    try:
-        yield
-    except OSError as error:
-        raise ConfigError(f"cannot write {path} ({error.strerror or first_line(error, 200)}); pick another path") from None
 
 
 def data_to_evaluate(path, kind, dataset=None, data_dir=None, image_size=None):
@@ -316,32 +307,68 @@ def evaluate_path(
         raise ConfigError(f"max_images must be a positive integer, got {max_images}")
     data = data_to_evaluate(path, kind, dataset, data_dir, image_size)
     split = split_to_evaluate(data, split)
-    info = data.info()
+    classes = data.info().num_classes
     batches = make_dataset(**data.dataset_arguments(split), batch_size=batch_size, training=False)
+    loaded = load_predictor(path, kind, which, convert, condense_remaining, num_threads)
+    check_class_count(loaded.predictor, data.dataset, classes)
+    metrics = evaluate(loaded.predictor, batches, max_images)
+    if loaded.converted is not None:
+        output = os.fspath(output or default_converted_path(path, kind))
+    report = make_report(path, kind, loaded, data, split, metrics, which, num_threads, output, json_path, plot_path)
+    write_outputs(report, loaded.converted)
+    return report
 
-    converted, lgc_madds, checkpoint = None, None, None
+
+def write_outputs(report, converted=None):
+    """Writes what the report names: the `converted` model (to report.converted_to), the plot, the JSON;
+    all of them, or (Ctrl-C before) none."""
+    with _uninterrupted():
+        if converted is not None:
+            save_keras_model(converted, report.converted_to)
+        if report.plot:
+            plot_per_class(report, report.plot)
+        if report.json:
+            with reporting_write_errors(report.json):
+                write_json(report.json, report.as_dict())
+
+
+@dataclasses.dataclass
+class Loaded:
+    """What `load_predictor` loaded: the predictor to evaluate, the converted Keras model (convert=True),
+    a condensed LGC model's multiply-adds (`condensed_and_deployed_madds`), the checkpoint restored."""
+
+    predictor: object
+    converted: Optional[object] = None
+    lgc_madds: Optional[dict] = None
+    checkpoint: Optional[str] = None
+
+
+def load_predictor(path, kind, which="best", convert=False, condense_remaining=False, num_threads=None):
+    """`Loaded` of `path` (see `evaluate_path` for the arguments): a .tflite's interpreter, else the Keras
+    model of a run's `which` checkpoint, a checkpoint or a saved file (its converted form with convert=True)."""
     if kind == "tflite":
-        predictor = TFLitePredictor(path, num_threads)
-    else:
-        checkpoint = runs.run_checkpoint(path, which) if kind == "run" else path if kind == "checkpoint" else None
-        model = load_keras_source(checkpoint, "checkpoint") if checkpoint else load_keras_source(path, kind)
-        if convert:
-            converted = convert_learned_group_model(model, condense_remaining=condense_remaining)
-        lgc_madds = condensed_and_deployed_madds(model)
-        model = converted or model
-        predictor = KerasPredictor(model)
-    if info.num_classes and info.num_classes != predictor.num_classes:
+        return Loaded(TFLitePredictor(path, num_threads))
+    checkpoint = runs.run_checkpoint(path, which) if kind == "run" else path if kind == "checkpoint" else None
+    model = load_keras_source(checkpoint, "checkpoint") if checkpoint else load_keras_source(path, kind)
+    converted = convert_learned_group_model(model, condense_remaining=condense_remaining) if convert else None
+    return Loaded(KerasPredictor(converted or model), converted, condensed_and_deployed_madds(model), checkpoint)
+
+
+def check_class_count(predictor, dataset, classes):
+    """DataError when `dataset` has another number of `classes` (None: unknown) than the model has outputs."""
+    if classes and classes != predictor.num_classes:
         raise DataError(
-            f"the model has {predictor.num_classes} outputs but {data.dataset} has {info.num_classes} classes; "
+            f"the model has {predictor.num_classes} outputs but {dataset} has {classes} classes; "
             "evaluate on the dataset the model was trained for"
         )
-    metrics = evaluate(predictor, batches, max_images)
-    names = dataset_class_names(predictor, data)
 
-    if converted is not None:
-        output = os.fspath(output or default_converted_path(path, kind))
-    cost = predictor.cost
-    report = Report(
+
+def make_report(path, kind, loaded, data, split, metrics, which, num_threads, output, json_path, plot_path):
+    """The `Report` of `evaluate_path`'s measurement."""
+    predictor, converted, cost = loaded.predictor, loaded.converted is not None, loaded.predictor.cost
+    names = dataset_class_names(predictor, data)
+    checkpoint = loaded.checkpoint
+    return Report(
         model=path,
         source=kind,
         dataset=data.dataset,
@@ -355,11 +382,11 @@ def evaluate_path(
         params=cost.params if cost else None,
         madds=cost.madds if cost else None,
         cost_note=predictor.cost_note,
-        converted=converted is not None,
-        converted_to=output if converted is not None else None,
+        converted=converted,
+        converted_to=output if converted else None,
         latency_ms=getattr(predictor, "latency_ms", None),
         num_threads=num_threads if kind == "tflite" else None,
-        lgc_madds=lgc_madds,
+        lgc_madds=loaded.lgc_madds,
         tflite_metadata=_metadata_summary(predictor) if kind == "tflite" else None,
         checkpoint=checkpoint and (checkpoint_description(checkpoint, which, data) if kind == "run" else checkpoint),
         class_names=names,
@@ -368,15 +395,6 @@ def evaluate_path(
         plot=os.fspath(plot_path) if plot_path else None,
         json=os.fspath(json_path) if json_path else None,
     )
-    with _uninterrupted():
-        if converted is not None:
-            save_keras_model(converted, output)
-        if plot_path:
-            plot_per_class(report, plot_path)
-        if json_path:
-            with _reporting_write_errors(json_path):
-                write_json(json_path, report.as_dict())
-    return report
 
 
 def _metadata_summary(predictor):
@@ -419,7 +437,7 @@ def plot_per_class(report, path):
         matrix.set_xticks(np.arange(count), report.class_names, rotation=90, fontsize=7)
     figure.tight_layout()
     try:
-        with _reporting_write_errors(path), atomic_path(path, suffix=".png") as tmp:
+        with reporting_write_errors(path), atomic_path(path, suffix=".png") as tmp:
             figure.savefig(tmp, format="png", dpi=100)
     finally:
         plt.close(figure)

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 
-from mobilenets.errors import MobilenetsError
+from mobilenets.errors import ConfigError, MobilenetsError, first_line
 
 # A write the disk refused for room: full, over quota, or past the file size limit (RLIMIT_FSIZE, FAT32).
 NO_ROOM = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up",
@@ -111,3 +111,15 @@ def write_text(path, text):
 
 def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def reporting_write_errors(path):
+    """Turns a failed write to `path` (missing directory, permissions) into a one-line ConfigError; our own
+    errors (a WriteError of a full disk) pass as they are."""
+    try:
+        yield
+    except MobilenetsError:
+        raise
+    except OSError as error:
+        raise ConfigError(f"cannot write {path} ({error.strerror or first_line(error, 200)}); pick another path") from None

@@ -32,8 +32,12 @@ from mobilenets.errors import CheckpointError, ConfigError, first_line
 from mobilenets.io import write_json
 from mobilenets.models.registry import build_model
 
+# What a run directory holds (the module docstring says what each is):
 MODEL_SPEC = "model.json"
-CHECKPOINTS = {"last": "checkpoints", "best": "best"}
+CONFIG_FILE = "config.json"
+CHECKPOINTS = {"last": "checkpoints", "best": "best"}  # checkpoint kind -> directory
+TENSORBOARD_DIR = "logs"
+LOG_FILE = "log.csv"  # commands/plot.py spells it too (without TensorFlow, which importing this module loads)
 
 
 def save_model_spec(run_dir, **build_kwargs):
@@ -185,7 +189,6 @@ def load_keras_source(path, kind, which="best"):
 
 # ---------------------------------------------------------------- the run's data
 
-CONFIG_FILE = "config.json"
 FRACTION_SPLIT = ("validation", "val")  # the split names of the part held out by data.validation_fraction
 
 

@@ -20,7 +20,7 @@ from mobilenets.errors import ConfigError
 from mobilenets.training import train
 from mobilenets.training.inputs import plan_data, training_dataset, validation_dataset
 from mobilenets.training.objective import SparseCrossEntropy, Top1Accuracy
-from test_data_pipelines import write_cifar10_python, write_folder_tree, write_npz, write_shards
+from dataformats import write_cifar10_python, write_folder_tree, write_npz, write_shards
 
 RNG = np.random.default_rng(15)
 SIZE = (20, 18)

@@ -10,7 +10,6 @@ import functools
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets.models import builder, registry, tables
@@ -23,44 +22,13 @@ from mobilenets.deploy.litert import op_summary, undelegated_ops
 from mobilenets.models.costs import count
 from mobilenets.models.layers import leaf_layers
 from mobilenets.models.layers import LearnedGroupConv
+from support import condense_fully, randomize, to_tflite
 
 LGC_VARIANTS = ("mobilenetv2_lgc", "mobilenetv2_lgc_proj", "mobilenetv2_gc_lgc")
 GROUPINGS = ((4, 4), (8, 4), (2, 4))  # (groups G, condense factor C)
 CIFAR_V2 = tables.for_cifar(tables.MOBILENET_V2)
 # Stem, the block without expansion, then two blocks (the second with a residual add), a head conv.
 SMALL_V2 = dataclasses.replace(CIFAR_V2, stages=CIFAR_V2.stages[:3], head_conv=64)
-
-
-def randomize(model, seed=0):
-    """He-scaled kernels and random BatchNorm parameters and statistics, so that a wrong channel order shows."""
-    rng = np.random.default_rng(seed)
-    for variable in model.variables:
-        name, shape = variable.name, tuple(variable.shape)
-        if "mask" in name or "stage" in name:
-            continue
-        if "moving_variance" in name:
-            value = rng.uniform(0.5, 2.0, shape)
-        elif "gamma" in name:
-            value = rng.uniform(0.5, 1.5, shape)
-        elif any(key in name for key in ("beta", "moving_mean", "bias")):
-            value = rng.normal(0.0, 0.3, shape)
-        else:
-            fan_in = np.prod(shape[:2]) if "depthwise_kernel" in name else np.prod(shape[:-1])
-            value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-        variable.assign(value.astype(np.float32))
-
-
-def condense_fully(model):
-    while condense(model):
-        pass
-
-
-def to_tflite(model):
-    """Float .tflite bytes, batch 1 (the model itself is not given to the converter: 20x faster)."""
-    logits = tf.function(
-        lambda images: model(images, training=False), input_signature=[tf.TensorSpec((1, *model.input_shape[1:]))]
-    )
-    return tf.lite.TFLiteConverter.from_concrete_functions([logits.get_concrete_function()], logits).convert()
 
 
 def small_model(name, groups=4, condense_factor=4):
@@ -124,6 +92,20 @@ def test_converted_logits_equal_masked(pair, images):
     difference = np.abs(converted(images, training=False).numpy() - expected).max()
     assert np.abs(expected).max() > 0.1  # a signal, not vanished activations
     assert difference <= 1e-4
+
+
+@pytest.mark.parametrize("name", LGC_VARIANTS)
+def test_a_narrow_model_whose_first_block_adds_the_stem_output_converts_exactly(name, images):
+    """At width 0.25 the stem and block 0 are both 8 wide, so block 0 has a residual add on the stem's order."""
+    options = registry.get_entry(name).block_options
+    masked = builder.build(SMALL_V2, num_classes=10, input_shape=(32, 32, 3), width_multiplier=0.25,
+                           block_options=options(4, 4), name=name)
+    assert masked.get_layer("block_0").has_residual
+    randomize(masked)
+    condense_fully(masked)
+    converted = convert_learned_group_model(masked, block_form="project_grouped")
+    expected = masked(images, training=False).numpy()
+    assert np.abs(converted(images, training=False).numpy() - expected).max() <= 1e-4
 
 
 def test_converted_model_is_plain_convs_without_gathers_or_masks(pair):

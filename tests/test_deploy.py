@@ -6,55 +6,26 @@ batch, so that logits are O(1) and int8 ranges are those of a trained model
 refuses int8 adds whose input and output scales are too far apart).
 """
 
-import functools
-
 import numpy as np
 import pytest
-import tf_keras as keras
 
 from mobilenets.commands import export as export_tflite
 from mobilenets import build_model
 from mobilenets.models.attention import MobileMQA
-from mobilenets.models.condensation import condense, learned_group_convs
-from mobilenets.data import make_dataset
+from mobilenets.models.condensation import learned_group_convs
 from mobilenets.commands import profile as profile_command
 from mobilenets.deploy import profile
 from mobilenets.deploy.convert import convert_learned_group_model
+from mobilenets.deploy.activations import int8_activation_forms
 from mobilenets.deploy.folding import fold_channel_shuffles, fold_hard_swish_scale
 from mobilenets.deploy.flatten import flatten
-from mobilenets.deploy.export import FLOAT32_TOLERANCE, export
 from mobilenets.deploy.litert import op_summary
 from mobilenets.models.costs import count
 from mobilenets.models.layers import leaf_layers
 from mobilenets.models.layers import Activation, ChannelShuffle, ConvBNAct, DepthwiseBNAct
-from mobilenets.training.precise_bn import recompute_batch_norm_statistics
-from test_evaluate import write_run
-from test_export import random_pixels
 from models_under_test import models_under_test
-
-SMALL = {"num_classes": 10, "config": "cifar", "width_multiplier": 0.35}
-
-
-def fit_classifier(model):
-    """A least-squares linear probe on synthetic training images: confident, separated logits, as after training."""
-    images, labels = next(iter(make_dataset("synthetic", "train", 128, training=False, image_size=32)))
-    logits = model.get_layer("logits")
-    features = keras.Model(model.input, logits.input)(images).numpy()
-    features = np.concatenate([features, np.ones((len(features), 1))], axis=1)
-    solution = np.linalg.lstsq(features, 10.0 * np.eye(10)[labels.numpy()], rcond=None)[0]
-    logits.set_weights([solution[:-1], solution[-1]])
-
-
-@functools.lru_cache(maxsize=None)
-def trained_like(name):
-    """A random model as training leaves it: LGC masks condensed, BatchNorm statistics from data, a fitted classifier."""
-    keras.utils.set_random_seed(0)
-    model = build_model(name, **SMALL)
-    while condense(model):
-        pass
-    recompute_batch_norm_statistics(model, random_pixels(16, seed=1))
-    fit_classifier(model)
-    return model
+from support import (SMALL, assert_float32_parity, calibrated_export, quick_export, random_pixels, trained_like,
+                     write_run)
 
 
 @pytest.mark.parametrize("name", models_under_test())
@@ -63,8 +34,7 @@ def test_xnnpack_runs_every_op_of_every_deployed_model_in_int8(name, tmp_path):
     model = trained_like(name)
     deployed_form = bool(learned_group_convs(model)) or name == "igcv3"  # converted / unshuffled for the phone
     images = 64 if deployed_form else 16
-    report = export(model, tmp_path / "model.tflite", quantize="int8", representative_data="synthetic",
-                    calibration_images=images, parity_images=images, latency_runs=2)
+    report = calibrated_export(model, tmp_path / "model.tflite", images=images)
     assert report.undelegated == {}, f"{name}: {report.undelegated} left to TFLite kernels"
     attention_blocks = sum(isinstance(layer, MobileMQA) for layer in model.submodules)  # float32 softmax each
     assert report.ops["SOFTMAX"] == 1 + attention_blocks  # probabilities, in float32 after the DEQUANTIZE
@@ -77,9 +47,9 @@ def test_xnnpack_runs_every_op_of_every_deployed_model_in_int8(name, tmp_path):
 
 
 def test_float32_v3_keeps_the_fused_hard_swish(tmp_path):
-    report = export(trained_like("mobilenetv3_small"), tmp_path / "v3.tflite", latency_runs=2, parity_images=4)
+    report = quick_export(trained_like("mobilenetv3_small"), tmp_path / "v3.tflite", parity_images=4)
     assert report.ops["HARD_SWISH"] > 0 and report.undelegated == {}
-    assert report.parity.max_abs_diff <= FLOAT32_TOLERANCE * max(1.0, report.parity.max_abs_logit)
+    assert_float32_parity(report)
 
 
 def test_an_lgc_run_exports_its_deployed_form_and_keep_masks_the_masked_one(tmp_path, capsys):
@@ -101,9 +71,9 @@ def test_an_lgc_run_exports_its_deployed_form_and_keep_masks_the_masked_one(tmp_
 def test_an_uncondensed_lgc_model_is_exported_masked_only_on_request(tmp_path):
     model = build_model("mobilenetv2_lgc", **SMALL)
     with pytest.raises(Exception, match="not fully condensed.*--keep-masks") as error:
-        export(model, tmp_path / "model.tflite", latency_runs=2, parity_images=4)
+        quick_export(model, tmp_path / "model.tflite", parity_images=4)
     assert "\n" not in str(error.value)
-    report = export(model, tmp_path / "model.tflite", latency_runs=2, parity_images=4, keep_masks=True)
+    report = quick_export(model, tmp_path / "model.tflite", parity_images=4, keep_masks=True)
     assert report.undelegated == {}
 
 
@@ -120,7 +90,7 @@ def test_igcv3_shuffles_fold_into_weights_exactly(dense):
 
 def test_profile_times_every_op_and_sums_by_kind(tmp_path, capsys):
     path = tmp_path / "v2.tflite"
-    export(trained_like("mobilenetv2"), path, latency_runs=2, parity_images=4)
+    quick_export(trained_like("mobilenetv2"), path, parity_images=4)
     rows, whole_ms, partitions, left = profile.profile(str(path), runs=3, warmup=1)
     ops = op_summary(str(path))
     assert len(rows) == sum(ops.values()) and partitions == 1 and left == {}
@@ -158,8 +128,7 @@ def test_flat_graph_of_the_deployed_form_computes_the_same(name):
 def test_int8_deployed_models_agree_on_top1(name, tmp_path):
     """The int8 file of the converted / unshuffled model against the Keras model as trained (masked, shuffled);
     the models under test get the same check in test_xnnpack_runs_every_op_of_every_deployed_model_in_int8."""
-    report = export(trained_like(name), tmp_path / "int8.tflite", quantize="int8", representative_data="synthetic",
-                    calibration_images=64, parity_images=64, latency_runs=2, logits=True)
+    report = calibrated_export(trained_like(name), tmp_path / "int8.tflite", images=64, logits=True)
     assert report.deployment.startswith(("converted", "channel shuffles")) and report.undelegated == {}
     assert report.parity.top1_agreement >= 0.8
 
@@ -178,6 +147,17 @@ def test_hard_swish_scale_folds_into_the_next_kernels_exactly(name):
     images = random_pixels(8, seed=4)
     expected = model(images, training=False).numpy()
     assert np.abs(folded(images, training=False).numpy() - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_int8_activation_forms_stand_in_only_inside_their_context():
+    """What int8 exports trace: h-swish in other ops, same values; GELU as x * sigmoid(1.702 x), within 0.021."""
+    x = np.linspace(-8, 8, 4001, dtype=np.float32)
+    exact = {name: Activation(name)(x).numpy() for name in ("hswish", "gelu")}
+    with int8_activation_forms():
+        inside = {name: Activation(name)(x).numpy() for name in ("hswish", "gelu")}
+    np.testing.assert_allclose(inside["hswish"], exact["hswish"], atol=1e-6)
+    assert 0.01 < np.abs(inside["gelu"] - exact["gelu"]).max() < 0.021
+    np.testing.assert_array_equal(Activation("gelu")(x).numpy(), exact["gelu"])  # the exact forms again after
 
 
 def test_flat_graph_of_the_folded_v3_computes_the_same():

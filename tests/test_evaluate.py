@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets import build_model, runs
@@ -22,17 +21,12 @@ from mobilenets.errors import CheckpointError, ConfigError, DataError
 from mobilenets.evaluation import Metrics, evaluate, evaluate_path, format_report
 from mobilenets.runs import load_keras_model, run_dir_of_checkpoint, source_kind
 from mobilenets.models.costs import count
-from test_convert import randomize, to_tflite
+from support import randomize, to_tflite, write_run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LGC_SPEC = dict(name="mobilenetv2_lgc", num_classes=10, config="cifar", width_multiplier=0.35)
 PLAIN_SPEC = dict(name="mobilenetv1", num_classes=10, config="cifar", width_multiplier=0.25)
 DATA = dict(dataset="synthetic", batch_size=8, max_images=32)
-
-
-def write_run(run_dir, model, spec):
-    runs.save_model_spec(str(run_dir), **spec)
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=model), str(run_dir / "checkpoints"), 2).save()
 
 
 def fit_logits(model):

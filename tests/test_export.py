@@ -8,7 +8,6 @@ initialization scores 0.4 correlation: the bound catches it). The real-image
 figures are benchmarks/quantization_accuracy.py's.
 """
 
-import functools
 import json
 import os
 
@@ -18,36 +17,15 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets.commands import export as export_tflite
-from mobilenets import build_model
 from mobilenets.models.attention import has_attention
 from mobilenets.errors import ConfigError, DataError, ExportError
-from mobilenets.deploy.export import FLOAT32_TOLERANCE, export, read_metadata
+from mobilenets.deploy.export import FLOAT32_TOLERANCE, read_metadata
 from mobilenets.deploy.flatten import flatten
 from mobilenets.models.layers import leaf_layers
 from mobilenets.deploy.quantization import quantize_aware_model
-from mobilenets.models.condensation import condense
-from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 from models_under_test import models_under_test
-
-SMALL = {"num_classes": 10, "config": "cifar", "width_multiplier": 0.35}
-
-
-def random_pixels(count, seed=0, shape=(32, 32, 3)):
-    return np.random.default_rng(seed).uniform(0, 255, (count, *shape)).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=None)
-def small_model(name, normalization="inception"):
-    """A random model with O(1) logits, built once per test session (exports never change it)."""
-    keras.utils.set_random_seed(0)
-    model = build_model(name, normalization=normalization, **SMALL)
-    while condense(model):  # an LGC model exports in its converted form, which needs the masks condensed
-        pass
-    return recompute_batch_norm_statistics(model, random_pixels(16, seed=1))
-
-
-def quick_export(model, path, **kwargs):
-    return export(model, path, latency_runs=2, parity_images=8, **kwargs)
+from support import (SMALL, assert_float32_parity, calibrated_export, condensed_lgc, quick_export, random_pixels,
+                     small_model)
 
 
 def leftovers(directory):
@@ -59,7 +37,7 @@ def test_every_model_exports_float32_matching_keras_on_raw_pixels(name, tmp_path
     model = small_model(name)
     report = quick_export(model, tmp_path / "model.tflite")
     assert report.parity.max_abs_logit > 0.1  # the bound below can fail
-    assert report.parity.max_abs_diff <= FLOAT32_TOLERANCE * max(1.0, report.parity.max_abs_logit)
+    assert_float32_parity(report)
     assert report.parity.image_source == "uniform random pixels"
     # Conv + BatchNorm + ReLU/ReLU6 fuse into one op: no activation or BatchNorm arithmetic left over.
     assert not {"RELU", "RELU6"} & set(report.ops)
@@ -70,24 +48,13 @@ def test_every_model_exports_float32_matching_keras_on_raw_pixels(name, tmp_path
     assert leftovers(tmp_path) == ["model.tflite", "model.tflite.json"]
 
 
-@functools.lru_cache(maxsize=None)
-def condensed_lgc():
-    """mobilenetv2_lgc condensed (random masks) and converted to its deployed form (no gathers)."""
-    from mobilenets.deploy.convert import convert_learned_group_model
-
-    keras.utils.set_random_seed(0)
-    model = build_model("mobilenetv2_lgc", **SMALL)
-    converted = convert_learned_group_model(model, condense_remaining=True)
-    return recompute_batch_norm_statistics(converted, random_pixels(16, seed=1))
-
-
 @pytest.mark.parametrize("name", ["mobilenetv1", "mobilenetv3_small", "igcv3", "mobilenetv2_gc_lgc", "converted lgc"])
 def test_flat_graph_of_standard_layers_computes_the_same(name):
     model = condensed_lgc() if name == "converted lgc" else small_model(name)
     flat = flatten(model)
     assert all(not isinstance(layer, keras.Model) for layer in flat.layers)
     custom = {type(layer).__name__ for layer in flat.layers if not type(layer).__module__.startswith("tf_keras.")}
-    assert custom <= {"Normalize", "Activation", "ChannelGather"}
+    assert custom <= {"Normalize", "Activation"}
     images = random_pixels(4, seed=2)
     np.testing.assert_allclose(flat(images, training=False), model(images, training=False), atol=1e-5)
 
@@ -120,10 +87,7 @@ def test_float16_matches_within_one_percent(tmp_path):
 
 def quantized_export(path, quantize, **kwargs):
     """Logits out: their correlation measures the quantization (tests/test_mediapipe.py checks probabilities)."""
-    return export(
-        small_model("mobilenetv3_small"), path, quantize=quantize, representative_data="synthetic",
-        calibration_images=64, parity_images=64, latency_runs=2, logits=True, **kwargs,
-    )
+    return calibrated_export(small_model("mobilenetv3_small"), path, quantize, images=64, logits=True, **kwargs)
 
 
 def test_int8_agrees_with_float_model(tmp_path):

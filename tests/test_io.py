@@ -7,6 +7,7 @@ import os
 import pytest
 
 from mobilenets import io
+from mobilenets.errors import ConfigError
 
 
 def test_write_json_replaces_atomically(tmp_path):
@@ -51,3 +52,16 @@ def test_directory_outputs_are_swapped_whole(tmp_path):
             (open(os.path.join(tmp, "version"), "w")).write(version)
     assert (path / "version").read_text() == "2"
     assert sorted(os.listdir(tmp_path)) == ["saved_model"]
+
+
+def test_reporting_write_errors_names_the_path_and_lets_our_own_errors_pass(tmp_path):
+    path = tmp_path / "report.json"
+    with pytest.raises(ConfigError) as refused:
+        with io.reporting_write_errors(path):
+            raise PermissionError(errno.EACCES, "Permission denied")
+    assert str(refused.value) == f"cannot write {path} (Permission denied); pick another path"
+    full = io.WriteError(f"cannot write {path}: the disk is full (No space left on device; 0 bytes free in /)")
+    with pytest.raises(io.WriteError) as raised:  # a WriteError is an OSError too: not wrapped a second time
+        with io.reporting_write_errors(path):
+            raise full
+    assert raised.value is full

@@ -6,7 +6,9 @@ in a subprocess, on data shaped as users have it, and every step's output is che
     on both files -> predict;
 (b) a partial CIFAR-10 copy in the official python layout -> train mobilenetv2_lgc ->
     evaluate.py --convert -> export int8 -> MediaPipe;
-(c) an .npz file -> train -> evaluate -> predict.
+(c) an .npz file -> train -> evaluate -> predict;
+(d) timm's MobileNetV4 weights (a .safetensors file) -> fine-tune on photos -> evaluate -> export
+    int8 -> MediaPipe -> predict.
 
 Small on purpose: width 0.35-0.5, 32x32 inputs, one or two short epochs.
 """
@@ -18,7 +20,7 @@ import math
 import numpy as np
 import pytest
 
-from userdata import (CLASSES, assert_ok, error_lines, keras_h5, run_cli, write_cifar10_python, write_npz,
+from userdata import (CLASSES, REPO, assert_ok, error_lines, keras_h5, run_cli, write_cifar10_python, write_npz,
                       write_photos)
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -192,3 +194,45 @@ def test_c_npz_train_evaluate_predict(tmp_path):
         assert sorted(label for label, _ in top) == ["class_0", "class_1", "class_2"]
         assert sum(p for _, p in top) == pytest.approx(1.0, abs=1e-4)
     assert "x_0.png" in result.stdout
+
+
+TIMM_CONV_SMALL = REPO / "tests" / "fixtures" / "timm" / "mobilenetv4_conv_small" / "model.safetensors"
+
+
+def test_d_timm_mobilenetv4_finetune_evaluate_export_int8_mediapipe_predict(photos, tmp_path):
+    """(d) timm's MobileNetV4-Conv-S weights -> fine-tune on photos -> evaluate -> int8 export calibrated
+    on the photos -> MediaPipe -> predict. A random-weight timm checkpoint (width 0.25, with its
+    config.json: 64x64, ImageNet mean/std) stands in for the hub's model.safetensors."""
+    run = tmp_path / "run"
+    trained = assert_ok(run_cli(
+        "train.py", "--preset", "finetune", "--model", "mobilenetv4_conv_small", "--weights", TIMM_CONV_SMALL,
+        "--width", "0.25", "--data-dir", photos, "--dataset", "folder", "--run-dir", run, "--epochs", "2",
+        "--batch-size", "6", "--set", "finetune.head_epochs=1", "--set", "optimizer.lr=0.01", "--verbose", "0"))
+    assert f"starting from timm mobilenetv4_conv_small.e2400_r224_in1k weights from {TIMM_CONV_SMALL} (new " \
+           f"classifier)" in trained.stdout and "done: 2 epochs" in trained.stdout
+    spec = read_json(run / "model.json")  # what evaluate, export and predict rebuild: the model timm's weights need
+    assert (spec["normalization"], spec["bn_epsilon"], spec["padding"], spec["input_shape"]) == (
+        "imagenet", 1e-5, "symmetric", [64, 64, 3])
+    assert read_json(run / "config.json")["model"]["input_size"] == 64  # the checkpoint's, for the data too
+
+    report_path = tmp_path / "evaluate.json"
+    assert "held out" in assert_ok(run_cli("evaluate.py", run, "--json", report_path)).stdout
+    report = read_json(report_path)
+    assert report["num_images"] == 9 and [row["label"] for row in report["per_class"]] == list(CLASSES)
+
+    int8 = tmp_path / "timm_int8.tflite"
+    assert_ok(run_cli("export_tflite.py", run, "--quantize", "int8", "-o", int8, *QUICK_EXPORT))
+    sidecar = read_json(str(int8) + ".json")["report"]
+    assert sidecar["calibration"].startswith("16 images") and "photos" in sidecar["calibration"]
+    assert sidecar["parity"]["top1_agreement"] >= 0.75
+
+    held_out = sorted(p for p in photos.rglob("img_*") if p.suffix in (".png", ".jpg"))[:6]
+    for name, total in mediapipe_classify(int8, held_out):
+        assert name in CLASSES and total == pytest.approx(1.0, abs=0.02)
+
+    outputs = {}  # predict: the run (Keras) and its int8 file name the same class, with about the same confidence
+    for name, model in (("run", run), ("int8", int8)):
+        json_path = tmp_path / f"predict_{name}.json"
+        assert_ok(run_cli("-m", "mobilenets.commands.predict", model, *held_out, "--top-k", "1", "--json", json_path))
+        outputs[name] = predictions(json_path)
+    assert_same_predictions(outputs["run"], outputs["int8"], tolerance=0.05)

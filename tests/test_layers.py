@@ -9,7 +9,6 @@ from mobilenets.models.blocks import DepthwiseSeparable, IGCV3Block, InvertedRes
 from mobilenets.errors import ModelError
 from mobilenets.models.layers import (
     Activation,
-    ChannelGather,
     ChannelShuffle,
     ConvBNAct,
     DepthwiseBNAct,
@@ -62,12 +61,6 @@ def test_channel_shuffle_is_reshape_transpose_flatten():
     assert out[0, 0, 0, 3] == x[0, 0, 0, 1]
 
 
-def test_channel_gather_repeats_and_reorders():
-    x = random_input((1, 1, 1, 4))
-    out = ChannelGather([3, 0, 0])(x).numpy()
-    np.testing.assert_array_equal(out.ravel(), x.ravel()[[3, 0, 0]])
-
-
 def test_squeeze_excite_reference():
     x = random_input((2, 3, 3, 8))
     layer = SqueezeExcite(4)
@@ -77,6 +70,14 @@ def test_squeeze_excite_reference():
     hidden = np.maximum(pooled @ w1[0, 0] + b1, 0)
     gate = np.clip(hidden @ w2[0, 0] + b2 + 3, 0, 6) / 6
     np.testing.assert_allclose(out, x * gate[:, None, None, :], atol=1e-5)
+
+
+def test_squeeze_excite_config_of_earlier_files_loads():
+    """Files saved before the gate left the config hold gate='hard_sigmoid'; no other gate was ever saved."""
+    config = {**SqueezeExcite(4, name="se").get_config(), "gate": "hard_sigmoid"}
+    assert SqueezeExcite.from_config(config).get_config() == SqueezeExcite(4, name="se").get_config()
+    with pytest.raises(ModelError, match="hard sigmoid"):
+        SqueezeExcite(4, gate="relu6")
 
 
 def slow_group_lasso(kernel_hwio, mask, groups):
@@ -141,7 +142,6 @@ LAYERS = [
     lambda: DepthwiseBNAct(5, 2, "relu"),
     lambda: SqueezeExcite(8),
     lambda: ChannelShuffle(2),
-    lambda: ChannelGather([1, 0, 3, 2, 5, 4, 7, 6]),
     lambda: LearnedGroupConv(8, 4, 4),
     lambda: DepthwiseSeparable(16, 2),
     lambda: InvertedResidual(8, expansion=6, se_ratio=0.25, activation="hswish", kernel_size=5),
@@ -175,4 +175,4 @@ def test_inverted_residual_structure():
     igcv3 = IGCV3Block(16, expansion=6)
     igcv3(random_input((1, 4, 4, 16)))
     assert igcv3.expand.conv.groups == 2 and igcv3.project.conv.groups == 2 and igcv3.shuffle.groups == 2
-    assert igcv3.expand.act is None  # the first group conv is linear
+    assert igcv3.expand.activation is None  # the first group conv is linear

@@ -29,7 +29,7 @@ from mediapipe.tasks.python import BaseOptions, vision  # noqa: E402
 from mobilenets.deploy.export import export  # noqa: E402
 from mobilenets.deploy import litert  # noqa: E402
 from mobilenets.deploy.runtime import TFLitePredictor  # noqa: E402
-from test_export import condensed_lgc, small_model  # noqa: E402
+from support import condensed_lgc, small_model  # noqa: E402
 
 INT8_AGREEMENT = 0.8  # test_export.test_int8_agrees_with_float_model's bar
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

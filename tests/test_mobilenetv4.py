@@ -18,7 +18,6 @@ from mobilenets import build_model
 from mobilenets.models.attention import MobileMQA
 from mobilenets.models.blocks import FusedInvertedBottleneck, UniversalInvertedBottleneck
 from mobilenets.models.builder import architecture, build
-from mobilenets.deploy.export import FLOAT32_TOLERANCE, export
 from mobilenets.deploy.flatten import flatten
 from mobilenets.errors import ModelError
 from mobilenets.models.costs import count
@@ -26,7 +25,8 @@ from mobilenets.models.layers import make_divisible
 from mobilenets.models.registry import get_entry, native_input_shape
 from mobilenets.models.tables import Architecture, Stage
 from mobilenets.training.precise_bn import recompute_batch_norm_statistics
-from test_deploy import fit_classifier
+from support import (SMALL, assert_float32_parity, calibrated_export, fit_classifier, quick_export, random_pixels,
+                     trained_like)
 
 V4 = ["mobilenetv4_conv_small", "mobilenetv4_conv_medium", "mobilenetv4_conv_large",
       "mobilenetv4_hybrid_medium", "mobilenetv4_hybrid_large"]
@@ -39,11 +39,6 @@ REFERENCE = {
     "mobilenetv4_hybrid_medium": (256, 9_793_648, 11_074_648, 1229.2e6),
     "mobilenetv4_hybrid_large": (384, 36_483_624, 37_764_624, 7372.1e6),
 }
-SMALL = {"num_classes": 10, "config": "cifar", "width_multiplier": 0.35}
-
-
-def random_pixels(count, seed=0, side=32):
-    return np.random.default_rng(seed).uniform(0, 255, (count, side, side, 3)).astype(np.float32)
 
 
 @pytest.mark.parametrize("name", V4)
@@ -229,25 +224,20 @@ def test_flat_graph_of_the_hybrid_computes_the_same(hybrid):
 
 
 def test_hybrid_float32_export_runs_every_op_in_xnnpack(hybrid, tmp_path):
-    report = export(hybrid, tmp_path / "hybrid.tflite", latency_runs=2, parity_images=8)
+    report = quick_export(hybrid, tmp_path / "hybrid.tflite")
     assert report.undelegated == {}
-    assert report.parity.max_abs_diff <= FLOAT32_TOLERANCE * max(1.0, report.parity.max_abs_logit)
+    assert_float32_parity(report)
     assert report.ops["BATCH_MATMUL"] == 2 * 8 and report.ops["SOFTMAX"] == 8 + 1  # 8 MQA blocks + probabilities
 
 
 @pytest.fixture(scope="module")
 def conv_small():
-    keras.utils.set_random_seed(0)
-    model = build_model("mobilenetv4_conv_small", **SMALL)
-    recompute_batch_norm_statistics(model, random_pixels(16, seed=1))
-    fit_classifier(model)
-    return model
+    return trained_like("mobilenetv4_conv_small")
 
 
 @pytest.mark.parametrize("quantize", ["int8", "float16", "dynamic"])
 def test_conv_small_quantized_exports_agree_and_run_in_xnnpack(conv_small, quantize, tmp_path):
-    report = export(conv_small, tmp_path / f"{quantize}.tflite", quantize=quantize, representative_data="synthetic",
-                    calibration_images=32, parity_images=32, latency_runs=2, logits=True)
+    report = calibrated_export(conv_small, tmp_path / f"{quantize}.tflite", quantize, images=32, logits=True)
     assert report.parity.top1_agreement >= 0.8
     if quantize in ("int8", "float16"):
         assert report.undelegated == {}
@@ -255,9 +245,8 @@ def test_conv_small_quantized_exports_agree_and_run_in_xnnpack(conv_small, quant
 
 @pytest.mark.slow
 def test_conv_small_qat_exports(conv_small, tmp_path):
-    report = export(conv_small, tmp_path / "qat.tflite", quantize="qat", representative_data="synthetic",
-                    calibration_images=32, parity_images=32, latency_runs=2, logits=True, qat_steps=2,
-                    qat_batch_size=8)
+    report = calibrated_export(conv_small, tmp_path / "qat.tflite", "qat", images=32, logits=True, qat_steps=2,
+                               qat_batch_size=8)
     assert all(np.isfinite(report.qat_loss)) and report.undelegated == {}
     assert report.parity.top1_agreement >= 0.75
 
@@ -271,13 +260,10 @@ def test_hybrid_int8_export_keeps_attention_in_float_and_runs_every_op_in_xnnpac
     """
     from mobilenets.models.attention import has_attention
 
-    keras.utils.set_random_seed(0)
-    model = build_model("mobilenetv4_hybrid_medium", **SMALL)
-    recompute_batch_norm_statistics(model, random_pixels(16, seed=1))
-    fit_classifier(model)
+    model = trained_like("mobilenetv4_hybrid_medium")
     assert has_attention(model) and not has_attention(conv_small)
-    report = export(model, tmp_path / "hybrid_int8.tflite", quantize="int8", representative_data="synthetic",
-                    calibration_images=16, parity_images=32, latency_runs=2, logits=True)
+    report = quick_export(model, tmp_path / "hybrid_int8.tflite", parity_images=32, quantize="int8",
+                          representative_data="synthetic", calibration_images=16, logits=True)
     assert report.undelegated == {}
     assert "BATCH_MATMUL" in report.ops and "SOFTMAX" in report.ops  # kept in float32, delegated
     assert report.parity.top1_agreement >= 0.8

@@ -13,6 +13,7 @@ from mobilenets.errors import ModelError
 from mobilenets.models.costs import count
 from mobilenets.models.pretrained import keras_application, transfer_weights
 from models_under_test import models_under_test
+from support import random_pixels
 
 # Trainable parameters as keras.applications (tf_keras 2.21) builds them, and
 # multiply-adds from the papers, 1000 classes, 224x224.
@@ -125,12 +126,8 @@ def small_model(name):
     return build_model(name, num_classes=10, config="cifar", width_multiplier=width, dropout=0.1)
 
 
-def random_pixels(batch, size=32, seed=3):
-    return np.random.default_rng(seed).uniform(0, 255, (batch, size, size, 3)).astype("float32")
-
-
 def assert_reload_gives_same_outputs(model, path, **save_kwargs):
-    pixels = random_pixels(2)
+    pixels = random_pixels(2, seed=3)
     expected = model(pixels, training=False).numpy()
     model.save(path, **save_kwargs)
     reloaded = keras.models.load_model(path)
@@ -142,7 +139,7 @@ def test_every_model_trains_saves_and_reloads(name, tmp_path):
     model = small_model(name)
     labels = np.array([0, 1, 2, 3])
     with tf.GradientTape() as tape:
-        logits = model(random_pixels(4), training=True)
+        logits = model(random_pixels(4, seed=3), training=True)
         loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
     gradients = tape.gradient(loss, model.trainable_variables)
     assert logits.shape == (4, 10)

@@ -61,3 +61,12 @@ def test_the_import_layers_hold():
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:]
     assert "0 broken" in result.stdout
+
+
+def test_configs_and_model_names_load_without_tensorflow():
+    """hparams checks model names against the zoo, which holds no layers: `--help` and `--print-config` stay fast."""
+    probe = ("import sys, hparams; from mobilenets.models import zoo; "
+             "assert hparams.MODEL_NAMES == tuple(zoo.MODELS); print('tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "False"

@@ -44,3 +44,9 @@ def test_model_plot_places_published_top1_and_parameters_against_multiply_adds(t
     assert summary.main(["mobilenetv2", "mobilenetv2_lgc", "--dataset", "cifar100", "--plot", str(path)]) == 0
     assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert "mobilenetv2_lgc" in capsys.readouterr().out
+
+
+def test_plot_reads_the_log_file_runs_write():
+    from mobilenets import runs
+
+    assert plot.LOG_FILE == runs.LOG_FILE

@@ -269,14 +269,18 @@ def test_ctrl_c_during_evaluate_prints_one_line_exits_130_and_writes_nothing(roo
     run = write_run(root / "long_run", config, fit=False)
     process = subprocess.Popen([sys.executable, str(REPO / "evaluate.py"), str(run), "--json", str(tmp_path / "r.json"),
                                 "--batch-size", "8"], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while process.poll() is None and time.time() < deadline and "libtensorflow_framework" not in _maps(process.pid):
-        time.sleep(0.5)
-    time.sleep(8)  # most often past the start-up: evaluating
-    assert process.poll() is None, process.communicate()
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=120)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
+    try:
+        deadline = time.time() + 120
+        while process.poll() is None and time.time() < deadline and "libtensorflow_framework" not in _maps(process.pid):
+            time.sleep(0.5)
+        time.sleep(8)  # most often past the start-up: evaluating
+        assert process.poll() is None, process.communicate()
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()  # never leave a million-image evaluation running
     assert process.returncode == 130, stderr[-2000:]
     assert [line for line in stderr.splitlines() if line.strip()] == ["interrupted: nothing was written"]
     assert not (tmp_path / "r.json").exists() and not list(tmp_path.iterdir())

@@ -6,6 +6,8 @@
     python export_tflite.py mobilenetv2 --quantize int8 --representative-data synthetic --threads 4
     python export_tflite.py mobilenetv2 --weights imagenet --quantize none
     python export_tflite.py runs/v2_cifar --quantize int8 --uint8-io --labels labels.txt   # MediaPipe, uint8 I/O
+    python export_tflite.py mobilenetv3_large --weights imagenet --features-only   # a backbone: strides 2..32
+    python export_tflite.py runs/v2_cifar --features-only --out-indices 1 2 --quantize int8
 
 RUN_DIR_OR_MODEL: a training run directory (or checkpoint prefix), a saved
 Keras model (.keras, .h5, SavedModel directory) or a registered model name
@@ -16,7 +18,9 @@ labels packed) and probabilities out (--logits: raw logits), and OUTPUT.json
 prints the parity check (Keras vs TFLite), file size, LiteRT latency and the
 metadata.
 A learned-group-conv model is exported in its converted, gather-free form
-(--keep-masks: the masked one). All behaviour lives in mobilenets/deploy/export.py.
+(--keep-masks: the masked one). --features-only / --no-top export the model (or the
+run's model) as a backbone: feature maps out, named stride_2 ... stride_32, and no
+classification metadata. All behaviour lives in mobilenets/deploy/export.py.
 """
 
 import argparse
@@ -74,6 +78,14 @@ def parse_args(argv=None):
         "--keep-masks", action="store_true",
         help="export a learned-group-conv model as its masked dense form (default: converted, gather-free)",
     )
+    backbone = parser.add_argument_group("as a backbone (a model name or a run)")
+    backbone.add_argument("--features-only", action="store_true",
+                          help="feature maps at strides 2, 4, 8, 16, 32 (CIFAR config: 1, 2, 4), as timm's")
+    backbone.add_argument("--out-indices", type=int, nargs="+", default=None, metavar="I",
+                          help="which feature maps (indices into the strides; default: all)")
+    backbone.add_argument("--no-top", action="store_true",
+                          help="everything before global pooling, as keras.applications' include_top=False")
+    backbone.add_argument("--pooling", choices=("avg", "max"), default=None, help="with --no-top: pool to a vector")
     model = parser.add_argument_group("for a model name")
     model.add_argument("--weights", default=None, help="imagenet or a keras.applications weights file")
     model.add_argument("--num-classes", type=positive_int, default=1000)
@@ -100,33 +112,38 @@ def main(argv=None):
 def export_and_print(args):
     """Exports as `args` say, the converter's and LiteRT's own stderr lines held back; prints the report."""
     export = cli.import_quietly("mobilenets.deploy.export")
+    quantization = export.QuantizationSettings(
+        quantize=args.quantize,
+        representative_data=args.representative_data,
+        data_dir=args.data_dir,
+        calibration_images=args.calibration_images,
+        int8_io=args.int8_io,
+        uint8_io=args.uint8_io,
+        qat_steps=args.qat_steps,
+        qat_epochs=args.qat_epochs,
+        qat_batch_size=args.qat_batch_size,
+        qat_learning_rate=args.qat_learning_rate,
+    )
+    checks = export.CheckSettings(parity_images=args.parity_images, min_agreement=args.min_agreement,
+                                  threads=args.threads, latency_runs=args.latency_runs)
+    backbone = {"features_only": args.features_only, "out_indices": args.out_indices, "pooling": args.pooling,
+                "include_top": not args.no_top}
     with cli.held_stderr():
         report = export.export(
             args.source,
             args.output or default_output(args.source, args.quantize),
-            quantize=args.quantize,
-            representative_data=args.representative_data,
-            data_dir=args.data_dir,
-            int8_io=args.int8_io,
-            uint8_io=args.uint8_io,
-            logits=args.logits,
-            calibration_images=args.calibration_images,
-            parity_images=args.parity_images,
-            min_agreement=args.min_agreement,
-            qat_steps=args.qat_steps,
-            qat_epochs=args.qat_epochs,
-            qat_batch_size=args.qat_batch_size,
-            qat_learning_rate=args.qat_learning_rate,
-            threads=args.threads,
-            latency_runs=args.latency_runs,
+            quantization,
+            checks,
             labels=args.labels,
-            which=args.checkpoint,
+            logits=args.logits,
             keep_masks=args.keep_masks,
+            which=args.checkpoint,
             weights=args.weights,
             num_classes=args.num_classes,
             width_multiplier=args.width_multiplier,
             input_shape=(args.input_size, args.input_size, 3) if args.input_size else None,
             config=args.config,
+            **backbone,
         )
     print(export.format_report(report))
 

@@ -17,6 +17,7 @@ import sys
 from mobilenets.errors import CheckpointError, ConfigError
 from mobilenets.io import atomic_path
 
+LOG_FILE = "log.csv"  # mobilenets.runs.LOG_FILE, spelled here: importing mobilenets.runs loads TensorFlow
 # (panel title, [(column, line style)]): solid is training, dashed validation.
 PANELS = (
     ("loss", [("loss", "-"), ("val_loss", "--")]),
@@ -28,7 +29,7 @@ PANELS = (
 
 def read_log(run_dir):
     """{column: [float or nan]} of RUN_DIR/log.csv; CheckpointError (one line) when it is missing or empty."""
-    path = os.path.join(run_dir, "log.csv")
+    path = os.path.join(run_dir, LOG_FILE)
     try:
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))

@@ -254,8 +254,7 @@ def format_prediction(result):
 
 def predict_and_print(args):
     """The command: prints each image's top-k, writes --json; 1 when an image failed, else 0."""
-    from mobilenets.evaluation import _reporting_write_errors
-    from mobilenets.io import write_json
+    from mobilenets.io import reporting_write_errors, write_json
 
     k = positive_int(args.top_k, "--top-k")
     threads = None if args.num_threads is None else positive_int(args.num_threads, "--num-threads")
@@ -273,7 +272,7 @@ def predict_and_print(args):
         print(format_prediction(result), flush=True)
         results.append(result)
     if args.json:
-        with _reporting_write_errors(args.json):
+        with reporting_write_errors(args.json):
             write_json(args.json, results)
     return 1 if failed else 0
 

@@ -27,8 +27,8 @@ import zlib
 import numpy as np
 
 from mobilenets.data import tfds_source
-from mobilenets.data.common import DatasetInfo, check_labels, in_memory_source, one_line, require_path, resolve_split
-from mobilenets.errors import DataError
+from mobilenets.data.common import DatasetInfo, check_labels, in_memory_source, require_path, resolve_split
+from mobilenets.errors import DataError, first_line
 
 IMAGE_SIZE = (32, 32)
 DEFAULT_AUGMENT = "cifar"
@@ -120,7 +120,7 @@ def _file_size(path, how_to):
     try:
         return os.path.getsize(path)
     except OSError as e:
-        raise DataError(f"cannot read {path} ({one_line(e.strerror or e)}); {how_to}") from e
+        raise DataError(f"cannot read {path} ({e.strerror or first_line(e)}); {how_to}") from e
 
 
 def _archive_members(archive, layout, split):
@@ -222,7 +222,7 @@ def _read_file(path, how_to):
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
-        raise DataError(f"cannot read {path} ({one_line(e.strerror or e)}); {how_to}") from e
+        raise DataError(f"cannot read {path} ({e.strerror or first_line(e)}); {how_to}") from e
 
 
 def _read_archive(archive, layout, split):
@@ -239,7 +239,7 @@ def _read_archive(archive, layout, split):
                     found[key] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise DataError(
-            f"{archive} is truncated or corrupt ({type(e).__name__}: {one_line(e)[:120]}); download it again from {URL}"
+            f"{archive} is truncated or corrupt ({type(e).__name__}: {first_line(e, 120)}); download it again from {URL}"
         ) from e
     for kind, folder in folders.items():
         keys = [k for k in wanted if k.startswith(folder + "/")]
@@ -288,7 +288,7 @@ def _unpickle(where, data, layout):
         labels = np.asarray(batch[layout.label_key], dtype=np.int64)
     except Exception as e:  # truncated pickle: EOFError, UnpicklingError, ValueError, KeyError...
         raise DataError(
-            f"{where} is not a readable CIFAR batch, truncated or corrupt ({type(e).__name__}: {one_line(e)[:80]}); "
+            f"{where} is not a readable CIFAR batch, truncated or corrupt ({type(e).__name__}: {first_line(e, 80)}); "
             f"download it again from {URL}"
         ) from e
     return pixels, labels

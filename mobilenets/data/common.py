@@ -56,11 +56,6 @@ class DatasetInfo:
     eval_crop_fraction: float
 
 
-def one_line(text):
-    """Collapses an exception's message so that a DataError stays on one line."""
-    return " ".join(str(text).split())
-
-
 def require_path(path, what, hint):
     """Returns `path` as a str, or raises DataError when it does not exist."""
     if path is None:

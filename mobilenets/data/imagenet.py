@@ -19,8 +19,8 @@ import warnings
 import tensorflow as tf
 
 from mobilenets.data import folder, tfds_source
-from mobilenets.data.common import DatasetInfo, Source, decode_image, one_line, require_path, resolve_split
-from mobilenets.errors import DataError
+from mobilenets.data.common import DatasetInfo, Source, decode_image, require_path, resolve_split
+from mobilenets.errors import DataError, first_line
 
 NUM_CLASSES = 1000
 IMAGE_SIZE = (224, 224)
@@ -141,7 +141,7 @@ def scan_shards(files, label_offset):
         except tf.errors.OpError as e:
             raise DataError(
                 f"{shard} is truncated, corrupt or lacks the {IMAGE_FEATURE}/{LABEL_FEATURE} features "
-                f"({type(e).__name__}: {one_line(e.message)[:100]}); copy or regenerate it"
+                f"({type(e).__name__}: {first_line(e, 100)}); copy or regenerate it"
             ) from e
     return count
 

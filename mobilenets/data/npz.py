@@ -8,8 +8,8 @@ import zlib
 
 import numpy as np
 
-from mobilenets.data.common import DatasetInfo, check_labels, in_memory_source, one_line, require_path, resolve_split
-from mobilenets.errors import DataError
+from mobilenets.data.common import DatasetInfo, check_labels, in_memory_source, require_path, resolve_split
+from mobilenets.errors import DataError, first_line
 
 DEFAULT_AUGMENT = "cifar"
 EVAL_CROP_FRACTION = 1.0
@@ -37,7 +37,7 @@ def read_arrays(path):
             x, y = archive["x"], archive["y"]
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as e:
         raise DataError(
-            f"{path} is truncated or not an npz file ({type(e).__name__}: {one_line(e)[:100]}); recreate it. {HOW_TO}"
+            f"{path} is truncated or not an npz file ({type(e).__name__}: {first_line(e, 100)}); recreate it. {HOW_TO}"
         ) from e
     if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
         raise DataError(f"{path}: x must be uint8 of shape (N, H, W, 3), got {x.dtype} {x.shape}; {HOW_TO}")

@@ -93,49 +93,83 @@ def make_dataset(
     """
     name, module = _source(name)
     _check_options(name, module.load, options)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_batch_size(batch_size)
     size = _image_size(image_size)
     transform = get_augmentation(augment or module.DEFAULT_AUGMENT)
-    fraction = module.EVAL_CROP_FRACTION if eval_crop_fraction is None else eval_crop_fraction
-    if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"eval_crop_fraction must be in (0, 1], got {fraction}")
+    fraction = _eval_crop_fraction(module, eval_crop_fraction)
     request = Request(name, str(split), None if data_dir is None else str(data_dir), bool(training), int(seed), size)
     source = module.load(request, **options)
     size = size or source.native_size or DEFAULT_IMAGE_SIZE
+    _check_enough_examples(source, name, split, batch_size, training)
+    if training:
+        images = _augmented_examples(source, transform, size, seed, shuffle_buffer, tuple(stages), mix is not None)
+    else:
+        images = _center_cropped_examples(source, size, fraction)
+    if source.skip_errors:
+        images = images.ignore_errors()
+    return _batches(images, batch_size, training, mix)
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _eval_crop_fraction(module, eval_crop_fraction):
+    """The evaluation central crop: `eval_crop_fraction`, else the source's default."""
+    fraction = module.EVAL_CROP_FRACTION if eval_crop_fraction is None else eval_crop_fraction
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"eval_crop_fraction must be in (0, 1], got {fraction}")
+    return fraction
+
+
+def _check_enough_examples(source, name, split, batch_size, training):
     if source.num_examples == 0 or (training and source.num_examples is not None and source.num_examples < batch_size):
         raise DataError(
             f"{name} '{split}' has {source.num_examples} examples, fewer than batch_size {batch_size}: "
             f"training would see no batch; lower batch_size"
         )
 
+
+def _records(source):
+    """(the source's (record, label) pairs, cached when it asks for it; the function decoding a record)."""
     examples = source.examples.cache() if source.cache else source.examples
-    decode = source.decode or (lambda image: image)
-    if training:
-        buffer = shuffle_buffer or (
-            source.num_examples if source.full_shuffle and source.num_examples else DEFAULT_SHUFFLE_BUFFER
-        )
-        # One stateless seed pair per example, new every epoch, fixed by `seed`.
-        seed_pairs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        shuffled = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-        stages = tuple(stages)
+    return examples, source.decode or (lambda image: image)
 
-        def augment_example(example, seed_pair):
-            image = transform(decode(example[0]), size, seed_pair)
-            for stream, stage in enumerate(stages, 1):
-                image = stage(image, tf.random.experimental.stateless_fold_in(seed_pair, stream))
-            if mix is None:
-                return image, example[1]
-            return image, example[1], tf.random.experimental.stateless_fold_in(seed_pair, MIX_STREAM)
 
-        images = tf.data.Dataset.zip((shuffled, seed_pairs)).map(augment_example, num_parallel_calls=tf.data.AUTOTUNE)
-    else:
-        images = examples.map(
-            lambda record, label: (center_crop(decode(record), size, fraction), label),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    if source.skip_errors:
-        images = images.ignore_errors()
+def _augmented_examples(source, transform, size, seed, shuffle_buffer, stages, mixed):
+    """Training (image, label[, mixing seed]) pairs: shuffled anew every epoch, each image augmented with
+    its own stateless seed pair (the geometric `transform`, then stage k with the pair folded with k)."""
+    examples, decode = _records(source)
+    buffer = shuffle_buffer or (
+        source.num_examples if source.full_shuffle and source.num_examples else DEFAULT_SHUFFLE_BUFFER
+    )
+    # One stateless seed pair per example, new every epoch, fixed by `seed`.
+    seed_pairs = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    shuffled = examples.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def augment_example(example, seed_pair):
+        image = transform(decode(example[0]), size, seed_pair)
+        for stream, stage in enumerate(stages, 1):
+            image = stage(image, tf.random.experimental.stateless_fold_in(seed_pair, stream))
+        if not mixed:
+            return image, example[1]
+        return image, example[1], tf.random.experimental.stateless_fold_in(seed_pair, MIX_STREAM)
+
+    return tf.data.Dataset.zip((shuffled, seed_pairs)).map(augment_example, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _center_cropped_examples(source, size, fraction):
+    """Evaluation (image, label) pairs in file order: the central `fraction` of each image, resized to `size`."""
+    examples, decode = _records(source)
+    return examples.map(
+        lambda record, label: (center_crop(decode(record), size, fraction), label),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def _batches(images, batch_size, training, mix):
+    """Batched and prefetched; training drops the last partial batch and mixes whole batches (`mix`)."""
     batches = images.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
     if training and mix is not None:
         batches = batches.map(mix, num_parallel_calls=tf.data.AUTOTUNE)

@@ -18,9 +18,9 @@ import urllib.request
 
 import tensorflow as tf
 
-from mobilenets.data.common import Source, decode_image, one_line
+from mobilenets.data.common import Source, decode_image
 from mobilenets.data.layout import foreign_entries, photo_class_folders
-from mobilenets.errors import DataError
+from mobilenets.errors import DataError, first_line
 
 PROBE_TIMEOUT = 3.0  # seconds to open a connection to the download host
 
@@ -105,7 +105,7 @@ def tfds_source(tfds_name, split, data_dir, *, training, seed, download, how_to,
         except Exception as e:  # network, checksum, missing manual archive...: all end the same way
             raise DataError(
                 f"tensorflow-datasets could not prepare '{tfds_name}' in {builder.data_dir} "
-                f"({type(e).__name__}: {one_line(e)[:200]}); {how_to}"
+                f"({type(e).__name__}: {first_line(e, 200)}); {how_to}"
             ) from e
     try:
         num_examples = builder.info.splits[split].num_examples

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from mobilenets.deploy.activations import TimesSixSqueezeExcite
 from mobilenets.models.blocks import InvertedResidual
 from mobilenets.models.condensation import learned_group_convs
 from mobilenets.errors import ModelError
@@ -35,7 +36,8 @@ from mobilenets.models.registry import is_learned_group_model, list_models
 
 @register
 class DeployedInvertedResidual(InvertedResidual):
-    """An inverted residual as exported: [input copies | 1x1 selection] -> 1x1 expansion -> depthwise -> 1x1 projection.
+    """An inverted residual as exported: [input copies | 1x1 selection] -> 1x1 expansion -> depthwise
+    -> [squeeze-excite] -> 1x1 projection.
 
     Its convs are standard Conv2D (dense or grouped: `expand_groups`,
     `project_groups`); no masks, gathers or shuffles. `expanded_channels` is
@@ -45,21 +47,29 @@ class DeployedInvertedResidual(InvertedResidual):
     picks the inputs a grouped expansion's groups read from the residual
     stream (a gather that XNNPACK runs). `input_copies`: the expansion reads
     that many copies of the input, concatenated (IGCV3 without its shuffle).
+    `times_six_gate`: the squeeze-excite is a `TimesSixSqueezeExcite` (a folded MobileNetV3).
     """
 
-    def __init__(self, filters, expanded_channels, select_channels=None, input_copies=1, **kwargs):
+    def __init__(self, filters, expanded_channels, select_channels=None, input_copies=1, times_six_gate=False,
+                 **kwargs):
         super().__init__(filters, **kwargs)
         if self.expand_condense_factor or self.project_condense_factor or self.shuffle_groups:
             raise ModelError(f"{self.name}: a deployed block takes no condense factors or channel shuffle")
         self.deployed_width = int(expanded_channels)
         self.select_channels = None if select_channels is None else int(select_channels)
         self.input_copies = int(input_copies)
+        self.times_six_gate = bool(times_six_gate)
 
     def expanded_width(self, in_channels):
         return self.deployed_width
 
     def expansion_inputs(self):
         return self.select_channels or self.in_channels * self.input_copies
+
+    def make_squeeze_excite(self, squeeze_channels):
+        if self.times_six_gate:
+            return TimesSixSqueezeExcite(squeeze_channels, name="se")
+        return super().make_squeeze_excite(squeeze_channels)
 
     def build(self, input_shape):
         self.select = None
@@ -73,7 +83,8 @@ class DeployedInvertedResidual(InvertedResidual):
 
     def get_config(self):
         return {**super().get_config(), "expanded_channels": self.deployed_width,
-                "select_channels": self.select_channels, "input_copies": self.input_copies}
+                "select_channels": self.select_channels, "input_copies": self.input_copies,
+                **({"times_six_gate": True} if self.times_six_gate else {})}  # converted.keras files: as before
 
 
 @dataclasses.dataclass
@@ -188,10 +199,12 @@ def plan_blocks(model, choose_form):
     block without residual and the residual blocks after it) keeps one order
     in its stream: the grouped projection's output order k = g * (out/G) + d ->
     o = d * G + g when any block of the stage has that form (all of a stage
-    share out and G), else the masked model's order. The dense convs and the
+    share out and G), else the masked model's order. A stage whose first block
+    adds the stem's output (narrow widths: the stem is as wide as block 0)
+    keeps the stem's order. The dense convs and the
     selection convs before and after absorb it in their kernels.
     """
-    stages, plans = [], {}
+    stages, plans, outputs = [], {}, output_layers(model)
     for layer in model.layers:
         if isinstance(layer, InvertedResidual):
             if not layer.has_residual or not stages:
@@ -206,7 +219,10 @@ def plan_blocks(model, choose_form):
             forms[block.name] = form if form in available_forms(block) else "dense"
             if forms[block.name] == "project_grouped":
                 grouped_orders.append(form_of(block.project.conv).order)
-        order = grouped_orders[0] if grouped_orders else np.arange(stage[0].filters)
+        begins_on_the_stem = stage[0].has_residual  # its first add takes the stem's output, in the stem's order
+        returned = any(block.name in outputs for block in stage)  # a backbone's feature map: in the model's order
+        keep_order = begins_on_the_stem or returned
+        order = grouped_orders[0] if grouped_orders and not keep_order else np.arange(stage[0].filters)
         for block in stage:
             form = forms[block.name]
             if form == "project_grouped" and not np.array_equal(form_of(block.project.conv).order, order):
@@ -330,9 +346,10 @@ def rebuild_chain(model, replace):
     replace(layer, input_order) -> (new layer, {sublayer path: weights}, output order) or None (copy).
     input_order: the channel order of the layer's input (channel k holds the original channel
     input_order[k]); a non-identity order is folded into the next dense ConvBNAct's kernel.
+    The model's outputs may be any layers' (a backbone's feature maps); each keeps its channel order.
     """
     inputs = keras.Input(model.input_shape[1:], name=model.layers[0].name)
-    x, order, assignments = inputs, None, []
+    x, order, assignments, rebuilt, returned = inputs, None, [], {}, output_layers(model)
     for layer in model.layers[1:]:
         if len(layer._inbound_nodes) != 1 or isinstance(layer._inbound_nodes[0].input_tensors, (list, tuple)):
             raise ModelError(f"model {model.name}: layer {layer.name} is not part of a chain; only chains are converted")
@@ -348,8 +365,17 @@ def rebuild_chain(model, replace):
             weights, order = {("conv",): [kernel[:, :, input_order]] + rest, ("bn",): layer.bn.get_weights()}, None
         else:
             new, weights, order = layer.__class__.from_config(layer.get_config()), {(): layer.get_weights()}, None
-        x = new(x)
+        x = rebuilt[layer.name] = new(x)
         assignments.append((new, weights))
+        if layer.name in returned and not (order is None or _is_identity(order)):
+            raise ModelError(f"model {model.name}: output {layer.name} would change its channel order; "
+                             "report this as a bug")
     for new, weights in assignments:
         _assign(new, weights)
-    return keras.Model(inputs, x, name=model.name)
+    outputs = tf.nest.map_structure(lambda tensor: rebuilt[tensor._keras_history.layer.name], model._nested_outputs)
+    return keras.Model(inputs, outputs, name=model.name)
+
+
+def output_layers(model):
+    """Names of the layers whose outputs are `model`'s."""
+    return {tensor._keras_history.layer.name for tensor in model.outputs}

@@ -49,7 +49,8 @@ from mobilenets import runs
 from mobilenets.errors import CheckpointError, ConfigError, DataError, ExportError, first_line
 from mobilenets.deploy.runtime import TFLitePredictor
 from mobilenets.io import atomic_path, write_json
-from mobilenets.models.layers import Normalize, decomposed_hard_swish
+from mobilenets.models.layers import Normalize
+from mobilenets.deploy.activations import int8_activation_forms
 from mobilenets.labels import class_names, dataset_labels
 from mobilenets.deploy.tuning import deployed_model
 from mobilenets.deploy.litert import (
@@ -64,6 +65,7 @@ from mobilenets.deploy.litert import (
 from mobilenets.models.attention import has_attention
 from mobilenets.deploy import litert
 from mobilenets.deploy import metadata as tflite_metadata
+from mobilenets.models.pretrained import transfer_weights
 from mobilenets.models.registry import build_model, list_models
 
 MODES = ("none", "float16", "dynamic", "int8", "qat")
@@ -71,8 +73,12 @@ INTEGER_MODES = ("int8", "qat")
 # max |TFLite - Keras| logit difference, relative to the logits' scale (absolute when it is below 1):
 FLOAT32_TOLERANCE = 1e-4  # scale: the largest |logit| (float32 rounding grows with the logits)
 FLOAT16_TOLERANCE = 1e-2  # scale: the logit range, max - min (softmax ignores a shift of all logits)
+QUANTIZED_FEATURE_TOLERANCE = 1.0  # a quantized backbone's, relative to each output's largest |value|
 METADATA_NAME = "mobilenets"
 NEEDS_IMAGES = "--quantize {mode} needs representative images: pass --representative-data DATASET or FILE.npz"
+# registry.build_model's backbone arguments and their defaults (a classifier)
+BACKBONE_OPTIONS = {"include_top": True, "pooling": None, "features_only": False, "out_indices": None}
+POOLING_LAYERS = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)  # a pooled backbone's end
 
 
 # ---------------------------------------------------------------- sources
@@ -99,7 +105,9 @@ def load_source(source, which="best", weights=None, **build_kwargs):
     """A `Source` from a run directory, checkpoint prefix, saved Keras model or registered model name.
 
     weights and build_kwargs (num_classes, input_shape, width_multiplier, config...)
-    apply to a model name only: see `mobilenets.models.registry.build_model`.
+    apply to a model name only: see `mobilenets.models.registry.build_model`. Its backbone
+    options (include_top=False, features_only=True, BACKBONE_OPTIONS) also take a run's model
+    apart: the backbone, built as the run's model.json says, with the run's weights.
     """
     source = os.fspath(source)
     exists = os.path.exists(source) or os.path.exists(source + ".index")  # a path, or a checkpoint prefix
@@ -118,15 +126,55 @@ def load_source(source, which="best", weights=None, **build_kwargs):
         raise ExportError(f"{source} is already a .tflite file; pass the run directory or Keras model it came from")
     model = runs.load_keras_source(source, kind, which)
     run_dir = runs.run_dir_of(source, kind)
+    description = f"{source} ({kind})"
+    backbone = {key: build_kwargs[key] for key, default in BACKBONE_OPTIONS.items()
+                if build_kwargs.get(key, default) != default}
+    if backbone:
+        model = _backbone_of_run(model, run_dir, source, backbone)
+        description = f"{source} ({kind}, backbone)"
     data = _run_data(run_dir) if run_dir else None
-    return Source(model, f"{source} ({kind})", data)
+    return Source(model, description, data)
+
+
+def _backbone_of_run(model, run_dir, source, options):
+    """The backbone (`options`: BACKBONE_OPTIONS) of a run's `model`, with its weights."""
+    if run_dir is None:
+        raise ConfigError(f"{source} is a saved model, which does not say how it was built: --features-only and "
+                          "--no-top take a run directory or a model name")
+    backbone = build_model(**runs.load_model_spec(run_dir), **options)
+    transfer_weights(model, backbone)
+    return backbone
+
+
+def is_backbone(model):
+    """True for a model that outputs features, not class scores (build_model include_top=False or
+    features_only=True): several outputs, a feature map, or a globally pooled vector."""
+    if len(model.outputs) != 1:
+        return True
+    pooled = isinstance(model.outputs[0]._keras_history.layer, POOLING_LAYERS)
+    return model.outputs[0].shape.rank != 2 or pooled
+
+
+def _natural(name):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def named_features(outputs):
+    """{name: value} of a backbone's outputs (a dict, or one value: 'features'), by stride: 'stride_2' first."""
+    if not isinstance(outputs, dict):
+        return {"features": outputs}
+    return {name: outputs[name] for name in sorted(outputs, key=_natural)}
+
+
+def feature_names(model):
+    """A backbone's output names, in the order its .tflite file has them."""
+    return list(named_features(model._nested_outputs))
 
 
 def image_shape(model):
     """(height, width, 3) of a one-image-input model; ExportError otherwise."""
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ExportError(f"model {model.name} has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
-                          "export takes one image in, logits out")
+    if len(model.inputs) != 1:
+        raise ExportError(f"model {model.name} has {len(model.inputs)} inputs; export takes one image in")
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or shape[-1] != 3 or None in shape:
         raise ExportError(f"model {model.name} takes {shape} inputs; export needs a fixed (height, width, 3): "
@@ -217,7 +265,7 @@ def _images_only(images, labels):
 
 
 def _inference_function(model, shape, probabilities=False, whole_pixels=False):
-    """The concrete function to convert: logits, or their softmax.
+    """The concrete function to convert: logits, or their softmax; a backbone's features (`feature_names` order).
 
     whole_pixels: a FakeQuant over [0, 255] in 8 bits (identity on whole pixel
     values) fixes the input's quantization to scale 1: uint8 input = the pixel,
@@ -229,6 +277,8 @@ def _inference_function(model, shape, probabilities=False, whole_pixels=False):
         if whole_pixels:
             image = tf.quantization.fake_quant_with_min_max_args(image, min=0.0, max=255.0, num_bits=8)
         logits = model(image, training=False)
+        if is_backbone(model):
+            return list(named_features(logits).values())
         return tf.nn.softmax(logits) if probabilities else logits
 
     return scores.get_concrete_function()
@@ -272,8 +322,8 @@ def convert(model, mode="none", calibration_images=None, int8_io=False, probabil
     shape = image_shape(model)
     # An int8 softmax is not in XNNPACK: with float output it is appended in float32 after conversion.
     softmax_after = probabilities and mode in INTEGER_MODES and not (int8_io or uint8_io)
-    with decomposed_hard_swish() if mode in INTEGER_MODES else contextlib.nullcontext():
-        # traced here: in int8, h-swish as ops that XNNPACK runs (see layers.hard_swish)
+    with int8_activation_forms() if mode in INTEGER_MODES else contextlib.nullcontext():
+        # traced here: in int8, h-swish and GELU as ops that XNNPACK runs (see deploy.activations)
         function = _inference_function(model, shape, probabilities and not softmax_after,
                                        whole_pixels=int8_io or uint8_io)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], model)
@@ -298,7 +348,26 @@ def convert(model, mode="none", calibration_images=None, int8_io=False, probabil
             flatbuffer = converter.convert()
     except Exception as error:  # ConverterError, and ValueError/RuntimeError from calibration
         raise _converter_error(model, mode, error) from None
+    if is_backbone(model):
+        return name_outputs(flatbuffer, dict(zip((tensor.name.split(":")[0] for tensor in function.outputs),
+                                                 feature_names(model))))
     return append_float_softmax(flatbuffer) if softmax_after else flatbuffer
+
+
+def name_outputs(flatbuffer, names):
+    """`flatbuffer` (bytes) with its output tensors renamed by `names` ({converter's name: ours}), in its order.
+
+    The converter names a concrete function's outputs after its tensors ('Identity_1'), in an order of its own.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(flatbuffer))
+    graph = model.subgraphs[0]
+    outputs = {graph.tensors[index].name.decode(): index for index in graph.outputs}
+    graph.outputs = [outputs[name] for name in names]
+    for name, ours in names.items():
+        graph.tensors[outputs[name]].name = ours.encode()
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 # ---------------------------------------------------------------- metadata
@@ -312,13 +381,14 @@ def _normalization(model):
 def describe(model, mode, labels=None, int8_io=False, source="", probabilities=False, uint8_io=False,
              eval_crop_fraction=None):
     """What a phone app needs to feed the model and read its answer (the embedded and sidecar JSON);
-    eval_crop_fraction: the central crop the model was validated with (a run's), None when unknown."""
+    eval_crop_fraction: the central crop the model was validated with (a run's), None when unknown.
+    A backbone's answer: "outputs", its feature maps by name in the file's order, instead of "output"."""
     height, width, _ = image_shape(model)
     dtype = "int8" if int8_io else "uint8" if uint8_io else "float32"
     note = "raw RGB pixels resized to the input size; the model normalizes them in its first layer"
     if int8_io or uint8_io:
         note += f"; {dtype} input = round(pixel / scale + zero_point) with the input tensor's quantization"
-    return {
+    description = {
         "format": "mobilenets-tflite/1",
         "model": model.name,
         "source": source,
@@ -333,22 +403,31 @@ def describe(model, mode, labels=None, int8_io=False, source="", probabilities=F
             "eval_crop_fraction": eval_crop_fraction,
             "note": note,
         },
-        "output": {
-            "kind": "probabilities" if probabilities else "logits",
-            "num_classes": int(model.outputs[0].shape[-1]),
-            "dtype": dtype,
-        },
-        "labels": labels,
     }
+    if is_backbone(model):
+        features = named_features(model._nested_outputs)
+        outputs = [{"name": name, "shape": [1, *map(int, tensor.shape[1:])], "dtype": dtype}
+                   for name, tensor in features.items()]
+        return {**description, "outputs": outputs, "labels": None}
+    output = {"kind": "probabilities" if probabilities else "logits", "num_classes": int(model.outputs[0].shape[-1]),
+              "dtype": dtype}
+    return {**description, "output": output, "labels": labels}
+
+
+def _tensor_quantization(details):
+    scale, zero_point = details["quantization"]
+    return {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
 
 
 def with_tensor_quantization(description, predictor):
     """`description` plus the (scale, zero point) of the file's input and output tensors (None when float)."""
-    for key, details in (("input", predictor.input), ("output", predictor.output)):
-        scale, zero_point = details["quantization"]
-        quantization = {"scale": float(scale), "zero_point": int(zero_point)} if scale else None
-        description = {**description, key: {**description[key], "quantization": quantization}}
-    return description
+    image = {**description["input"], "quantization": _tensor_quantization(predictor.input)}
+    description = {**description, "input": image}
+    if "outputs" in description:
+        outputs = [{**entry, "quantization": _tensor_quantization(details)}
+                   for entry, details in zip(description["outputs"], predictor.outputs)]
+        return {**description, "outputs": outputs}
+    return {**description, "output": {**description["output"], "quantization": _tensor_quantization(predictor.output)}}
 
 
 def read_metadata(path):
@@ -374,6 +453,10 @@ def standard_metadata(model, mode, names, tensors, probabilities, source=""):
     )
 
 
+BACKBONE_NOTE = ("no ImageClassifier metadata: a backbone, feature maps out (names, shapes and quantization in "
+                 "the 'mobilenets' description and the .json)")
+
+
 def mediapipe_note(tensors):
     """Whether MediaPipe Tasks' ImageClassifier takes the file's tensor types (float32 or uint8), and what to do."""
     types = {tensors["input"]["dtype"], tensors["output"]["dtype"]}
@@ -391,34 +474,50 @@ class Parity:
 
     images: int
     image_source: str
-    output: str  # 'logits' or 'probabilities': the Keras side is the same (softmax of its logits)
+    output: str  # 'logits' or 'probabilities' (the Keras side is the same: softmax of its logits), 'features NAME'
     max_abs_diff: float
     max_abs_logit: float
     logit_range: float  # max - min over the batch
-    top1_agreement: float
-    logit_correlation: float  # Pearson, over all logits of the batch
+    top1_agreement: Optional[float]  # None for features
+    logit_correlation: float  # Pearson, over all values of the batch
+
+    @property
+    def relative_diff(self):
+        return self.max_abs_diff / max(self.max_abs_logit, 1.0)
+
+
+def _compare(expected, got, images, image_source, output, classes=True):
+    """`Parity` of Keras' `expected` and the file's `got` outputs (correlation nan for constant outputs)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        correlation = float(np.corrcoef(expected.ravel(), got.ravel())[0, 1])
+    return Parity(
+        images=len(images),
+        image_source=image_source,
+        output=output,
+        max_abs_diff=float(np.max(np.abs(expected - got))),
+        max_abs_logit=float(np.max(np.abs(expected))),
+        logit_range=float(np.ptp(expected)),
+        top1_agreement=float(np.mean(expected.argmax(-1) == got.argmax(-1))) if classes else None,
+        logit_correlation=correlation,
+    )
 
 
 def parity(model, predictor, images, image_source="", probabilities=False):
-    """`Parity` of a Keras model and a `TFLitePredictor` on raw-pixel `images` (correlation nan for constant outputs).
+    """`Parity` of a Keras model and a `TFLitePredictor` on raw-pixel `images`.
 
     probabilities: the file outputs a softmax, compared with the softmax of the Keras logits.
     """
     keras_logits = model(tf.convert_to_tensor(images), training=False)
     keras_logits = (tf.nn.softmax(keras_logits) if probabilities else keras_logits).numpy()
-    tflite_logits = predictor.predict(images)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        correlation = float(np.corrcoef(keras_logits.ravel(), tflite_logits.ravel())[0, 1])
-    return Parity(
-        images=len(images),
-        image_source=image_source,
-        output="probabilities" if probabilities else "logits",
-        max_abs_diff=float(np.max(np.abs(keras_logits - tflite_logits))),
-        max_abs_logit=float(np.max(np.abs(keras_logits))),
-        logit_range=float(np.ptp(keras_logits)),
-        top1_agreement=float(np.mean(keras_logits.argmax(-1) == tflite_logits.argmax(-1))),
-        logit_correlation=correlation,
-    )
+    output = "probabilities" if probabilities else "logits"
+    return _compare(keras_logits, predictor.predict(images), images, image_source, output)
+
+
+def feature_parity(model, predictor, images, image_source=""):
+    """[`Parity` of each output] of a backbone and its file (`feature_names` order) on raw-pixel `images`."""
+    expected = named_features(model(tf.convert_to_tensor(images), training=False))
+    return [_compare(expected[name].numpy(), got, images, image_source, f"features {name}", classes=False)
+            for name, got in zip(expected, predictor.predict_outputs(images))]
 
 
 def check_parity(result, mode, min_agreement=None):
@@ -435,7 +534,8 @@ def check_parity(result, mode, min_agreement=None):
             f"float16 .tflite {result.output} differ from Keras by {result.max_abs_diff:.3g}, over "
             f"{FLOAT16_TOLERANCE:.0%} of their range {result.logit_range:.3g}; export float32 instead"
         )
-    if mode not in ("none", "float16") and min_agreement is not None and result.top1_agreement < min_agreement:
+    if mode not in ("none", "float16") and min_agreement is not None and result.top1_agreement is not None \
+            and result.top1_agreement < min_agreement:
         raise ExportError(
             f"the {mode} .tflite agrees with the Keras model on top-1 for {result.top1_agreement:.1%} of "
             f"{result.images} images (< {min_agreement:.1%}); calibrate on more representative images, "
@@ -466,19 +566,79 @@ class ExportReport:
     qat_steps: Optional[int] = None
     qat_loss: Optional[List[float]] = None  # distillation loss, first and last tenth of the steps
     deployment: Optional[str] = None  # how a learned-group-conv model was deployed (see deploy.tuning)
+    outputs: Optional[List[str]] = None  # a backbone's feature outputs, in the file's order
 
     def as_dict(self):
         return dataclasses.asdict(self)
 
 
-def _check_options(mode, int8_io, counts, qat_lengths, uint8_io=False):
-    _check_mode(mode, int8_io, uint8_io)
+def _check_counts(counts):
     for name, value in counts.items():
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-    for name, value in qat_lengths.items():
-        if value is not None and not (isinstance(value, (int, float)) and value > 0):
-            raise ConfigError(f"{name} must be positive, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizationSettings:
+    """How `export` quantizes (one of MODES) and the images it calibrates, fine-tunes and checks on.
+
+    representative_data: dataset name or .npz (see `ImageSource`; default: the run's own training
+        images, read as it trained on them, none it held out: `runs.run_data`); required for int8 and
+        qat, and the parity batch whenever there is one (else uniform random pixels).
+    int8_io / uint8_io: integer input and output tensors; MediaPipe takes uint8, not int8.
+    qat_steps / qat_epochs: QAT fine-tuning length (default one epoch of the images).
+    seed: of the images' order and of random pixels.
+    """
+
+    quantize: str = "none"
+    representative_data: Optional[str] = None
+    data_dir: Optional[str] = None
+    calibration_images: int = 200
+    int8_io: bool = False
+    uint8_io: bool = False
+    qat_steps: Optional[int] = None
+    qat_epochs: Optional[float] = None
+    qat_batch_size: int = 32
+    qat_learning_rate: float = 1e-5
+    seed: int = 0
+
+    def check(self):
+        _check_mode(self.quantize, self.int8_io, self.uint8_io)
+        _check_counts({"calibration_images": self.calibration_images, "qat_batch_size": self.qat_batch_size})
+        for name in ("qat_steps", "qat_epochs"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and value > 0):
+                raise ConfigError(f"{name} must be positive, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckSettings:
+    """How `export` checks and times the file it wrote: parity with the Keras model on `parity_images`
+    images (min_agreement: fail a quantized classifier whose top-1 agreement is lower), and the median
+    LiteRT latency of `latency_runs` invokes on `threads` threads."""
+
+    parity_images: int = 32
+    min_agreement: Optional[float] = None
+    threads: int = 1
+    latency_runs: int = 50
+
+    def check(self):
+        _check_counts({"parity_images": self.parity_images, "threads": self.threads, "latency_runs": self.latency_runs})
+
+
+def _settings(quantization, checks, options):
+    """(QuantizationSettings, CheckSettings, build_model arguments) of `export`'s arguments: the fields of
+    either given one by one in `options` (quantize="int8", latency_runs=2, ...) replace theirs."""
+    options = dict(options)
+
+    def settings(given, kind):
+        fields = {field.name: options.pop(field.name) for field in dataclasses.fields(kind) if field.name in options}
+        return dataclasses.replace(given or kind(), **fields)
+
+    quantization, checks = settings(quantization, QuantizationSettings), settings(checks, CheckSettings)
+    quantization.check()
+    checks.check()
+    return quantization, checks, options
 
 
 def _image_source(representative_data, data_dir, source, shape, seed):
@@ -540,113 +700,182 @@ def _qat(model, images, calibration, steps, epochs, batch_size, learning_rate):
     return student, steps, [first, last]
 
 
-def export(
-    source,
-    output,
-    quantize="none",
-    representative_data=None,
-    data_dir=None,
-    int8_io=False,
-    calibration_images=200,
-    parity_images=32,
-    min_agreement=None,
-    qat_steps=None,
-    qat_epochs=None,
-    qat_batch_size=32,
-    qat_learning_rate=1e-5,
-    threads=1,
-    latency_runs=50,
-    labels=None,
-    which="best",
-    seed=0,
-    keep_masks=False,
-    logits=False,
-    uint8_io=False,
-    **source_kwargs,
-):
-    """Exports `source` (see `load_source`; a keras.Model is taken as is) to `output`; returns an `ExportReport`.
+@dataclasses.dataclass
+class _Job:
+    """One export before conversion: the source model, its images, and what the file outputs."""
 
-    representative_data: dataset name or .npz (see `ImageSource`; default: the
-        run's own training images, read as it trained on them, none it held out:
-        `runs.run_data`); required for int8 and qat, and the parity batch whenever
-        there is one (else uniform random pixels).
-    min_agreement: fail a quantized export whose top-1 agreement is lower.
-    qat_steps / qat_epochs: fine-tuning length (default one epoch of the images).
-    labels: a text file of class names (default: the run's dataset's, else class_N).
-    logits: output the logits (default: their softmax, the probabilities apps expect).
-    int8_io / uint8_io: integer input and output tensors; MediaPipe takes uint8, not int8.
-    keep_masks: export a learned-group-conv model as the masked dense model it trains as; by
-        default it is exported in its converted form (`mobilenets.deploy.tuning.deployed_model`),
-        and the parity check compares the file with the masked model.
-    Writes `output` and `output + '.json'` only when the export passed its checks.
-    """
-    counts = {"calibration_images": calibration_images, "parity_images": parity_images, "threads": threads,
-              "latency_runs": latency_runs, "qat_batch_size": qat_batch_size}
-    _check_options(quantize, int8_io, counts, {"qat_steps": qat_steps, "qat_epochs": qat_epochs}, uint8_io)
+    source: Source
+    images: Optional[ImageSource]  # calibration, QAT and parity images (None: random pixels for parity)
+    calibration: Optional[np.ndarray]
+    check_images: np.ndarray
+    check_source: str
+    labels: Optional[List[str]]  # a classifier's class names
+    probabilities: bool  # a classifier's softmax out
+    features: Optional[List[str]]  # a backbone's output names, in the file's order
+
+    @property
+    def model(self):
+        return self.source.model
+
+
+def _prepare(source, which, build_kwargs, quantization, checks, labels, logits):
+    """The `_Job` of `export`'s arguments; one-line errors for what does not fit."""
     if isinstance(source, keras.Model):
         source = Source(source, source.name)
     else:
-        source = load_source(source, which, **source_kwargs)
-    model, shape = source.model, image_shape(source.model)
-    images = _image_source(representative_data, data_dir, source, shape, seed)
-    if quantize in INTEGER_MODES and images is None:
-        raise ConfigError(NEEDS_IMAGES.format(mode=quantize))
-    num_classes = int(model.outputs[0].shape[-1])
+        source = load_source(source, which, **build_kwargs)
+    shape, mode, seed = image_shape(source.model), quantization.quantize, quantization.seed
+    images = _image_source(quantization.representative_data, quantization.data_dir, source, shape, seed)
+    if mode in INTEGER_MODES and images is None:
+        raise ConfigError(NEEDS_IMAGES.format(mode=mode))
+    names, probabilities, features = _outputs(source, labels, logits, mode, checks.min_agreement)
+    calibration = _calibration_images(images, quantization.calibration_images, mode) if mode in INTEGER_MODES else None
+    skip = 0 if calibration is None else len(calibration)
+    check_images, check_source = _check_images(images, checks.parity_images, skip, shape, seed)
+    return _Job(source, images, calibration, check_images, check_source, names, probabilities, features)
+
+
+def _outputs(source, labels, logits, mode, min_agreement):
+    """(class names, softmax out, None) of a classifier; (None, False, output names) of a backbone."""
+    model = source.model
+    if not is_backbone(model):
+        num_classes = int(model.outputs[0].shape[-1])
+        data = source.data or runs.DataSettings(None)
+        names = class_names(dataset_labels(labels, data.dataset, data.data_dir, num_classes), num_classes)
+        return names, not logits, None
+    for value, option in ((labels, "--labels"), (min_agreement, "--min-agreement")):
+        if value is not None:
+            raise ConfigError(f"{option} is for classifiers; {model.name} is a backbone (features out, no classes): "
+                              "drop it")
+    if mode == "qat":
+        raise ConfigError(f"--quantize qat distills class scores; {model.name} is a backbone (features out): "
+                          "export it with --quantize int8")
+    return None, False, feature_names(model)
+
+
+@dataclasses.dataclass
+class _Deployed:
+    """The graph that is converted: the model's deployed form (`deploy.tuning.deployed_model`), after QAT."""
+
+    model: keras.Model
+    note: Optional[str]
+    qat_steps: Optional[int] = None
+    qat_loss: Optional[List[float]] = None
+
+
+def _deploy(job, quantization, keep_masks, threads):
+    q = quantization
+    model, note = deployed_model(job.model, q.quantize, keep_masks, threads)
+    if q.quantize != "qat":
+        return _Deployed(model, note)
+    model, steps, loss = _qat(model, job.images, job.calibration, q.qat_steps, q.qat_epochs, q.qat_batch_size,
+                              q.qat_learning_rate)
+    return _Deployed(model, note, steps, loss)
+
+
+def _file_bytes(job, deployed, quantization):
+    """(the .tflite bytes with their metadata, our description in them). A classifier carries the standard TFLite
+    metadata MediaPipe's ImageClassifier reads; a backbone none (it has no classes), its outputs named."""
+    q, source = quantization, job.source
+    flatbuffer = convert(deployed, q.quantize, job.calibration, q.int8_io, job.probabilities, q.uint8_io)
     data = source.data or runs.DataSettings(None)
-    names = class_names(dataset_labels(labels, data.dataset, data.data_dir, num_classes), num_classes)
-    probabilities = not logits
-    calibration = _calibration_images(images, calibration_images, quantize) if quantize in INTEGER_MODES else None
-    check_images, check_source = _check_images(
-        images, parity_images, 0 if calibration is None else len(calibration), shape, seed
-    )
+    description = describe(job.model, q.quantize, job.labels, q.int8_io, source.description, job.probabilities,
+                           q.uint8_io, data.eval_crop_fraction)
+    described = embed_metadata(flatbuffer, METADATA_NAME, json.dumps(description).encode())
+    if job.features is not None:
+        return described, description
+    metadata = standard_metadata(job.model, q.quantize, job.labels, litert.io_tensors(flatbuffer), job.probabilities,
+                                 source.description)
+    labels = {tflite_metadata.LABELS_FILE: tflite_metadata.labels_text(job.labels)}
+    return tflite_metadata.populate(described, metadata, labels), description
 
-    converted, deployment = deployed_model(model, quantize, keep_masks, threads)
-    steps, loss = None, None
-    if quantize == "qat":
-        converted, steps, loss = _qat(
-            converted, images, calibration, qat_steps, qat_epochs, qat_batch_size, qat_learning_rate
-        )
-    flatbuffer = convert(converted, quantize, calibration, int8_io, probabilities, uint8_io)
-    description = describe(model, quantize, names, int8_io, source.description, probabilities, uint8_io,
-                           data.eval_crop_fraction)
-    tensors = litert.io_tensors(flatbuffer)
-    flatbuffer = tflite_metadata.populate(
-        embed_metadata(flatbuffer, METADATA_NAME, json.dumps(description).encode()),
-        standard_metadata(model, quantize, names, tensors, probabilities, source.description),
-        {tflite_metadata.LABELS_FILE: tflite_metadata.labels_text(names)},
-    )
 
-    output = os.fspath(output)
+def _checked_parity(job, predictor, mode, min_agreement):
+    """The file's `Parity` with the Keras model (a backbone's: of its output that differs most); ExportError
+    when the file does not compute what the model computes."""
+    if job.features is None:
+        result = parity(job.model, predictor, job.check_images, job.check_source, job.probabilities)
+        check_parity(result, mode, min_agreement)
+        return result
+    results = feature_parity(job.model, predictor, job.check_images, job.check_source)
+    for result in results:
+        check_parity(result, mode)
+        check_quantized_features(result, mode)
+    return max(results, key=lambda result: result.relative_diff)
+
+
+def check_quantized_features(result, mode):
+    """ExportError when a quantized backbone's output is off by more than QUANTIZED_FEATURE_TOLERANCE of its
+    largest |value|: no class scores to compare, this catches a wrong scale or layer, not rounding (random
+    backbones' int8 stride-32 maps are off by 30-45% of it, their correlation 0.83-0.86)."""
+    if mode in ("none", "float16") or result.max_abs_diff <= QUANTIZED_FEATURE_TOLERANCE * result.max_abs_logit:
+        return
+    raise ExportError(f"the {mode} .tflite {result.output} differ from Keras by {result.max_abs_diff:.3g}, over "
+                      f"{QUANTIZED_FEATURE_TOLERANCE:.0%} of their largest |value| {result.max_abs_logit:.3g}; "
+                      "calibrate on more representative images, or export float16")
+
+
+def _metadata_summary(path, job):
+    if job.features is not None:
+        return {"MediaPipe": BACKBONE_NOTE}
+    with open(path, "rb") as f:
+        tensors = litert.io_tensors(f.read())
+    return {**dict(tflite_metadata.summary_lines(tflite_metadata.read(path))), "MediaPipe": mediapipe_note(tensors)}
+
+
+def _write_checked(job, deployed, flatbuffer, description, output, quantization, checks):
+    """Writes `flatbuffer` to `output` and the sidecar JSON if the file passes its parity check; the `ExportReport`."""
     with atomic_path(output, suffix=".tflite") as tmp:
         with open(tmp, "wb") as f:
             f.write(flatbuffer)
-        predictor = TFLitePredictor(tmp, threads)
-        result = parity(model, predictor, check_images, check_source, probabilities)
-        check_parity(result, quantize, min_agreement)
+        predictor = TFLitePredictor(tmp, checks.threads, feature_maps=job.features is not None)
+        result = _checked_parity(job, predictor, quantization.quantize, checks.min_agreement)
         report = ExportReport(
             output=output,
             metadata_path=output + ".json",
-            source=source.description,
-            mode=quantize,
+            source=job.source.description,
+            mode=quantization.quantize,
             size_bytes=os.path.getsize(tmp),
             parity=result,
-            latency_ms=median_latencies_ms([InvokeTimer(predictor)], latency_runs)[0],
-            threads=threads,
-            latency_runs=latency_runs,
+            latency_ms=median_latencies_ms([InvokeTimer(predictor)], checks.latency_runs)[0],
+            threads=checks.threads,
+            latency_runs=checks.latency_runs,
             ops=op_summary(tmp),
             undelegated=undelegated_ops(predictor.interpreter),
-            metadata={
-                **dict(tflite_metadata.summary_lines(tflite_metadata.read(tmp))),
-                "MediaPipe": mediapipe_note(tensors),
-            },
-            calibration=None if calibration is None else f"{len(calibration)} images of {images.description}",
-            qat_steps=steps,
-            qat_loss=loss,
-            deployment=deployment,
+            metadata=_metadata_summary(tmp, job),
+            calibration=None if job.calibration is None else f"{len(job.calibration)} images of "
+                                                             f"{job.images.description}",
+            qat_steps=deployed.qat_steps,
+            qat_loss=deployed.qat_loss,
+            deployment=deployed.note,
+            outputs=job.features,
         )
         sidecar = {**with_tensor_quantization(description, predictor), "report": report.as_dict()}
         write_json(report.metadata_path, sidecar)
     return report
+
+
+def export(source, output, quantization=None, checks=None, labels=None, logits=False, keep_masks=False, which="best",
+           **options):
+    """Exports `source` (see `load_source`; a keras.Model is taken as is) to `output`; returns an `ExportReport`.
+
+    quantization: `QuantizationSettings`; checks: `CheckSettings`. Their fields may also be given
+        one by one (quantize="int8", latency_runs=2, ...), which replace theirs; the other `options`
+        are build_model arguments of a model name (backbone options: also of a run, `load_source`).
+    labels: a text file of class names (default: the run's dataset's, else class_N).
+    logits: output the logits (default: their softmax, the probabilities apps expect).
+    keep_masks: export a learned-group-conv model as the masked dense model it trains as; by
+        default it is exported in its converted form (`mobilenets.deploy.tuning.deployed_model`),
+        and the parity check compares the file with the masked model.
+    A backbone (`is_backbone`) outputs its features, named as the model names them ('stride_8', ...,
+    by stride; 'features' for one output), and carries no classification metadata (see `_file_bytes`).
+    Writes `output` and `output + '.json'` only when the export passed its checks.
+    """
+    quantization, checks, build_kwargs = _settings(quantization, checks, options)
+    job = _prepare(source, which, build_kwargs, quantization, checks, labels, logits)
+    deployed = _deploy(job, quantization, keep_masks, checks.threads)
+    flatbuffer, description = _file_bytes(job, deployed.model, quantization)
+    return _write_checked(job, deployed, flatbuffer, description, os.fspath(output), quantization, checks)
 
 
 def _counts(counts):
@@ -656,20 +885,21 @@ def _counts(counts):
 def format_report(report):
     """The report as aligned 'name  value' lines."""
     check = report.parity
-    value = "probability" if check.output == "probabilities" else "logit"
+    value = {"probabilities": "probability", "logits": "logit"}.get(check.output, "feature")
+    worst = f" ({check.output.split()[-1]}: the worst of {len(report.outputs)} outputs)" if report.outputs else ""
     if report.mode in ("none", "float16"):
         agreement = (f"max |{value} diff| {check.max_abs_diff:.3g} (largest |{value}| {check.max_abs_logit:.3g}, "
-                     f"range {check.logit_range:.3g})")
+                     f"range {check.logit_range:.3g}){worst}")
     else:
-        agreement = (
-            f"top-1 agreement {check.top1_agreement:.1%}, {value} correlation {check.logit_correlation:.4f}, "
-            f"max |{value} diff| {check.max_abs_diff:.3g}"
-        )
+        top1 = "" if check.top1_agreement is None else f"top-1 agreement {check.top1_agreement:.1%}, "
+        agreement = (f"{top1}{value} correlation {check.logit_correlation:.4f}, "
+                     f"max |{value} diff| {check.max_abs_diff:.3g}{worst}")
     delegation = f"leaves {_counts(report.undelegated)} to TFLite kernels" if report.undelegated else "runs every op"
     latency = f"{report.latency_ms:.3f} ms, median of {report.latency_runs} invokes, {report.threads} thread(s)"
     lines = [
         ("wrote", f"{report.output} (+ {os.path.basename(report.metadata_path)})"),
         ("source", report.source),
+        *([("outputs", ", ".join(report.outputs))] if report.outputs else []),
         ("quantization", report.mode + (f", {report.calibration}" if report.calibration else "")),
         *([("deployed as", report.deployment)] if report.deployment else []),
         ("parity vs Keras", f"{agreement} on {check.images} images of {check.image_source}"),

@@ -18,7 +18,7 @@ are, and each layer of this package becomes the standard layers it computes:
     MobileMQA                  BatchNorm as a 1x1 DepthwiseConv2D with bias; query / key / value convs;
                                AttentionCore (reshape, matmul, softmax; copied) -> output conv -> Add
 
-Normalize, ChannelGather and the h-swish `Activation` stay (copied):
+Normalize and the h-swish / GELU `Activation` stay (copied):
 `mobilenets.deploy.quantization` gives them QuantizeConfigs. Weights are copied, so
 the flat model is independent of the original. `tests/test_export.py` checks
 flat == original for every registered model.
@@ -27,12 +27,12 @@ flat == original for every registered model.
 import tensorflow as tf
 import tf_keras as keras
 
+from mobilenets.deploy.activations import TimesSixSqueezeExcite
 from mobilenets.models.attention import AttentionCore, MobileMQA
 from mobilenets.models.blocks import DepthwiseSeparable, FusedInvertedBottleneck, InvertedResidual, UniversalInvertedBottleneck
 from mobilenets.errors import ExportError
 from mobilenets.models.layers import (
     Activation,
-    ChannelGather,
     ChannelShuffle,
     ConvBNAct,
     DepthwiseBNAct,
@@ -80,6 +80,8 @@ class _GraphBuilder:
 
 def _conv_bn_act(graph, layer, x, prefix):
     conv = layer.conv
+    if layer.pad_width:  # padding="symmetric" (timm's weights): the pad before a 'valid' strided conv
+        x = keras.layers.ZeroPadding2D(layer.pad_width, name=graph.unique(f"{prefix}_pad"))(x)
     if isinstance(conv, LearnedGroupConv):
         dense = keras.layers.Conv2D(conv.filters, 1, use_bias=False, name=graph.unique(f"{prefix}_conv"))
         x = graph.apply(dense, x, [conv.masked_kernel().numpy()])
@@ -97,7 +99,7 @@ def _squeeze_excite(graph, layer, x, prefix):
     gate = graph.copy(layer.reduce, gate, f"{prefix}_reduce")
     gate = keras.layers.ReLU(name=graph.unique(f"{prefix}_relu"))(gate)
     kernel, bias = layer.expand.get_weights()
-    scaled = layer.gate == "relu6"  # already relu6(expand + 3) = 6 * hard_sigmoid (deploy.folding)
+    scaled = isinstance(layer, TimesSixSqueezeExcite)  # already relu6(expand + 3) = 6 * hard_sigmoid
     gate = graph.copy(layer.expand, gate, f"{prefix}_expand", weights=[kernel, bias if scaled else bias + 3.0])
     gate = keras.layers.ReLU(6.0, name=graph.unique(f"{prefix}_relu6"))(gate)
     if not scaled:
@@ -200,7 +202,6 @@ def _activation(graph, layer, x, prefix):
 # Most derived class first: IGCV3Block and DeployedInvertedResidual are InvertedResiduals.
 EXPANDERS = {
     Normalize: _copy_custom,
-    ChannelGather: _copy_custom,
     Activation: _activation,
     ConvBNAct: _conv_bn_act,
     DepthwiseBNAct: _conv_bn_act,

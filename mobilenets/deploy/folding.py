@@ -10,10 +10,11 @@
 import numpy as np
 import tf_keras as keras
 
-from mobilenets.models.blocks import InvertedResidual
+from mobilenets.deploy.activations import TIMES_SIX
 from mobilenets.deploy.convert import DeployedInvertedResidual, permuted_weights, dense_kernel, rebuild_chain
 from mobilenets.errors import ModelError
-from mobilenets.models.layers import Activation, ConvBNAct, get_activation
+from mobilenets.models.blocks import InvertedResidual
+from mobilenets.models.layers import Activation, ConvBNAct
 
 
 def dense_unshuffled_block(block):
@@ -119,16 +120,49 @@ def _scale_kernel(layer, factor):
     layer.set_weights([weights[0] * factor, *weights[1:]])
 
 
-def _times_six(layer):
-    """Switches a layer's 'hswish' activation to 'hswish_x6' in place; True when it had h-swish."""
-    if getattr(layer, "activation", None) != "hswish":
-        return False
-    layer.activation = "hswish_x6"
-    if isinstance(layer, Activation):
-        layer._fn = get_activation("hswish_x6")
-    else:
-        layer.act = get_activation("hswish_x6")
-    return True
+def _applies_hard_swish(layer):
+    """True for the layers `fold_hard_swish_scale` switches to 6 * h-swish (their own activation, not a sublayer's)."""
+    if isinstance(layer, ConvBNAct):
+        return not layer.condense_factor and layer.activation == "hswish"
+    return isinstance(layer, Activation) and layer.activation == "hswish"
+
+
+def _is_trained_block(layer):
+    """An inverted residual as the model trains it (a DeployedInvertedResidual is copied as it is)."""
+    return isinstance(layer, InvertedResidual) and not isinstance(layer, DeployedInvertedResidual)
+
+
+def _times_six_copy(layer):
+    """`clone_model`'s copy of one top-level layer, each h-swish it applies as 6 * h-swish (`TIMES_SIX`) and
+    its squeeze-excite gate as 6 * hard_sigmoid (a DeployedInvertedResidual); weights are set after."""
+    config = layer.get_config()
+    if _applies_hard_swish(layer):
+        return layer.__class__.from_config({**config, "activation": TIMES_SIX})
+    if not _is_trained_block(layer):
+        return layer.__class__.from_config(config)
+    for key in ("activation", "expand_activation"):
+        if config[key] == "hswish":
+            config[key] = TIMES_SIX
+    if layer.squeeze_excite is None:
+        return layer.__class__.from_config(config)
+    return DeployedInvertedResidual.from_config({**config, "expanded_channels": layer.expanded_channels,
+                                                 "times_six_gate": True})
+
+
+def _output_scale(layer):
+    """6 for a layer that applies 6 * h-swish, else 1."""
+    return 6.0 if getattr(layer, "activation", None) == TIMES_SIX else 1.0
+
+
+def _outputs_at_scale_one(model):
+    """Names of the layers whose output must keep its value: the model's outputs and, through the layers
+    that carry their input's scale to their output (a residual add, global pooling), the layers before."""
+    kept, layers = {tensor._keras_history.layer.name for tensor in model.outputs}, model.layers[1:]
+    carriers = (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D, keras.layers.Dropout)
+    for before, layer in reversed(list(zip(layers, layers[1:]))):
+        if layer.name in kept and (getattr(layer, "has_residual", False) or isinstance(layer, carriers)):
+            kept.add(before.name)
+    return kept
 
 
 def fold_hard_swish_scale(model):
@@ -143,25 +177,28 @@ def fold_hard_swish_scale(model):
     expand bias (one fused CONV_2D+RELU6 instead of a conv, an ADD and a MUL).
     Where a scaled tensor reaches a residual add, the projection's BatchNorm
     scales the other operand alike. For int8 exports: in float32 the fused
-    HARD_SWISH is faster.
+    HARD_SWISH is faster. The copy's layers are `mobilenets.deploy.activations`'.
+    A layer whose output is a model output (a backbone's feature map) keeps its h-swish.
     """
-    copy = keras.models.clone_model(model)
+    kept = _outputs_at_scale_one(model)
+    copy = keras.models.clone_model(model, clone_function=lambda layer: (
+        layer.__class__.from_config(layer.get_config()) if layer.name in kept and _applies_hard_swish(layer)
+        else _times_six_copy(layer)))
     copy.set_weights(model.get_weights())
     scale = 1.0  # the tensor between layers holds scale * its value in `model`
-    for layer in copy.layers[1:]:
-        if isinstance(layer, InvertedResidual) and not isinstance(layer, DeployedInvertedResidual):
+    for original, layer in zip(model.layers[1:], copy.layers[1:]):
+        if _is_trained_block(original):
             stream = scale
             if layer.expand is not None:
                 _scale_kernel(layer.expand.conv, 1.0 / scale)
-                scale = 6.0 if _times_six(layer.expand) else 1.0
+                scale = _output_scale(layer.expand)
             _scale_kernel(layer.depthwise.conv, 1.0 / scale)
-            scale = 6.0 if _times_six(layer.depthwise) else 1.0
+            scale = _output_scale(layer.depthwise)
             excite = layer.squeeze_excite
             if excite is not None:  # its output: scale * input * gate, and the gate becomes 6 * hard_sigmoid
                 _scale_kernel(excite.reduce, 1.0 / scale)
                 kernel, bias = excite.expand.get_weights()
                 excite.expand.set_weights([kernel, bias + 3.0])
-                excite.gate = "relu6"
                 scale *= 6.0
             _scale_kernel(layer.project.conv, 1.0 / scale)
             scale = stream if layer.has_residual else 1.0
@@ -170,14 +207,14 @@ def fold_hard_swish_scale(model):
                 layer.project.bn.set_weights([gamma * scale, beta * scale, *statistics])
         elif isinstance(layer, ConvBNAct) and not layer.condense_factor:
             _scale_kernel(layer.conv, 1.0 / scale)
-            scale = 6.0 if _times_six(layer) else 1.0
+            scale = _output_scale(layer)
         elif isinstance(layer, keras.layers.Dense):
             _scale_kernel(layer, 1.0 / scale)
             scale = 1.0
         elif isinstance(layer, Activation):
             if scale != 1.0:
                 raise ModelError(f"{layer.name}: an activation of a scaled tensor; report this as a bug")
-            scale = 6.0 if _times_six(layer) else 1.0
+            scale = _output_scale(layer)
         elif scale != 1.0 and not isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.Dropout)):
             raise ModelError(f"model {model.name}: cannot carry the h-swish scale through {layer.name}")
     return copy

@@ -6,10 +6,11 @@
 
 The schema is metadata_schema.fbs 1.5.0 (file identifier "M001"):
 https://github.com/google-ai-edge/mediapipe/blob/master/mediapipe/tasks/metadata/metadata_schema.fbs.
-Its Python classes (`metadata_schema_py_generated`) are the flatc output mediapipe 1.2.3 ships,
-copied unmodified: mediapipe's metadata writers cannot run in that release (they import a C
-extension the wheel lacks) and mediapipe cannot be pinned beside tensorflow-model-optimization
-(absl-py ~=2.3 vs ~=1.2), so only the generated classes and the `flatbuffers` package are used.
+Its Python classes (`mobilenets._vendor.metadata_schema_py_generated`) are the flatc output
+mediapipe 1.2.3 ships, copied unmodified (mobilenets/_vendor/README.md): mediapipe's metadata
+writers cannot run in that release (they import a C extension the wheel lacks) and mediapipe
+cannot be pinned beside tensorflow-model-optimization (absl-py ~=2.3 vs ~=1.2), so only the
+generated classes and the `flatbuffers` package are used.
 As MediaPipe's MetadataPopulator does, the ModelMetadata flatbuffer is stored in the model's
 `Model.metadata` under "TFLITE_METADATA" and the associated files (labels.txt) are packed into
 the .tflite as an uncompressed zip archive appended after the model flatbuffer.
@@ -28,7 +29,7 @@ import zipfile
 
 import flatbuffers
 
-from mobilenets.deploy import metadata_schema_py_generated as schema
+from mobilenets._vendor import metadata_schema_py_generated as schema
 from mobilenets.deploy import litert
 
 METADATA_NAME = "TFLITE_METADATA"  # the name MediaPipe and the Task Library look for in Model.metadata

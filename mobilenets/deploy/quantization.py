@@ -8,12 +8,9 @@ for tf_keras functional models of standard layers. We therefore
 then apply), annotate the layers tfmot's default 8-bit registry does not know
 with our own QuantizeConfigs (tfmot guide, "Quantize custom Keras layer"):
 
-    Normalize, h-swish Activation, and squeeze-excite's Rescaling and Multiply
-        OutputQuantizeConfig: an 8-bit output, as tfmot's activations
-    ChannelGather
-        PassThroughQuantizeConfig: it moves channels, the range stays
+    Normalize, the h-swish / GELU Activation, squeeze-excite's Rescaling and Multiply, and
     AttentionCore (Mobile MQA's matmuls and softmax, MobileNetV4 hybrids)
-        OutputQuantizeConfig
+        OutputQuantizeConfig: an 8-bit output, as tfmot's activations
 
 (Reshape and Permute, the channel shuffle, pass ranges through in tfmot's own
 registry.) The activation ranges start at the float model's (`initialize_ranges`),
@@ -31,10 +28,10 @@ import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from mobilenets.quiet import held_stderr
-from mobilenets.errors import ExportError
+from mobilenets.errors import ExportError, first_line
 from mobilenets.deploy.flatten import flatten
 from mobilenets.models.attention import AttentionCore
-from mobilenets.models.layers import Activation, ChannelGather, Normalize
+from mobilenets.models.layers import Activation, Normalize
 
 quantize = tfmot.quantization.keras
 
@@ -64,23 +61,15 @@ class OutputQuantizeConfig(quantize.QuantizeConfig):
         return {}
 
 
-class PassThroughQuantizeConfig(OutputQuantizeConfig):
-    """No fake quantization: the output is a selection of input values and keeps their range."""
-
-    def get_output_quantizers(self, layer):
-        return []
-
-
 QUANTIZE_CONFIGS = {
     Normalize: OutputQuantizeConfig,
     Activation: OutputQuantizeConfig,
     keras.layers.Multiply: OutputQuantizeConfig,
     keras.layers.Rescaling: OutputQuantizeConfig,
-    ChannelGather: PassThroughQuantizeConfig,
     AttentionCore: OutputQuantizeConfig,  # Mobile MQA's reshapes, matmuls and softmax; its convs are tfmot's
 }
 # What quantize_apply deserializes besides tfmot's own (our layers are registered Keras serializables).
-SCOPE = {"OutputQuantizeConfig": OutputQuantizeConfig, "PassThroughQuantizeConfig": PassThroughQuantizeConfig}
+SCOPE = {"OutputQuantizeConfig": OutputQuantizeConfig}
 
 
 def _annotate(layer):
@@ -148,9 +137,8 @@ def quantize_aware_model(model, calibration_images=None):
         try:
             student = quantize.quantize_apply(annotated)
         except (ValueError, TypeError, RuntimeError) as error:
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
             raise ExportError(
-                f"tfmot could not quantize {model.name} ({reason}); export with --quantize int8 instead"
+                f"tfmot could not quantize {model.name} ({first_line(error, 200)}); export with --quantize int8 instead"
             ) from None
     if calibration_images is not None:
         initialize_ranges(student, flat, calibration_images)

@@ -29,10 +29,11 @@ class TFLitePredictor:
     and zero point, so it takes the same raw 0..255 pixels as the Keras model.
     `probabilities`: the file ends in a softmax (our default export), else it
     outputs logits. `metadata`: its standard TFLite metadata
-    (`mobilenets.deploy.metadata.read`), None without any.
+    (`mobilenets.deploy.metadata.read`), None without any. `feature_maps=True`
+    takes a file with several outputs (a backbone's: `predict_outputs`).
     """
 
-    def __init__(self, path, num_threads=None):
+    def __init__(self, path, num_threads=None, feature_maps=False):
         from ai_edge_litert.interpreter import Interpreter
 
         try:
@@ -40,7 +41,7 @@ class TFLitePredictor:
                 self.interpreter = Interpreter(model_path=path, num_threads=num_threads)
                 self.interpreter.allocate_tensors()
             inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
-            if len(inputs) != 1 or len(outputs) != 1:
+            if len(inputs) != 1 or (len(outputs) != 1 and not feature_maps):
                 raise ValueError(f"{len(inputs)} inputs and {len(outputs)} outputs, not one image in, logits out")
             if inputs[0]["shape"][0] != 1:
                 self.interpreter.resize_tensor_input(inputs[0]["index"], [1, *inputs[0]["shape"][1:]])
@@ -50,7 +51,7 @@ class TFLitePredictor:
             raise CheckpointError(
                 f"{path} is not a usable .tflite model ({first_line(error, 200)}); export it again"
             ) from None
-        self.input, self.output = inputs[0], outputs[0]
+        self.input, self.output, self.outputs = inputs[0], outputs[0], outputs
         self.probabilities, self.metadata = _read_file_description(path)
         self.input_shape = tuple(int(side) for side in self.input["shape"][1:])
         self.num_classes = int(self.output["shape"][-1])
@@ -90,24 +91,30 @@ class TFLitePredictor:
         limits = np.iinfo(dtype)
         return np.clip(np.round(image / scale + zero_point), limits.min, limits.max).astype(dtype)
 
-    def _dequantize(self, values):
-        scale, zero_point = self.output["quantization"]
+    @staticmethod
+    def _dequantize(values, details):
+        scale, zero_point = details["quantization"]
         values = values.astype(np.float32)
-        return (values - zero_point) * scale if np.issubdtype(self.output["dtype"], np.integer) and scale else values
+        return (values - zero_point) * scale if np.issubdtype(details["dtype"], np.integer) and scale else values
+
+    def _run(self, image):
+        """Every output (float) for one raw-pixel image, in the file's order; the invoke is timed."""
+        self.interpreter.set_tensor(self.input["index"], self._quantize(image[None]))
+        if not self._warm:  # the first invoke prepares delegates: not part of the latency
+            self.interpreter.invoke()
+            self._warm = True
+        start = time.perf_counter()
+        self.interpreter.invoke()
+        self.seconds += time.perf_counter() - start
+        self.invocations += 1
+        return [self._dequantize(self.interpreter.get_tensor(output["index"]), output)[0] for output in self.outputs]
 
     def predict(self, images):
-        logits = []
-        for image in images:
-            self.interpreter.set_tensor(self.input["index"], self._quantize(image[None]))
-            if not self._warm:  # the first invoke prepares delegates: not part of the latency
-                self.interpreter.invoke()
-                self._warm = True
-            start = time.perf_counter()
-            self.interpreter.invoke()
-            self.seconds += time.perf_counter() - start
-            self.invocations += 1
-            logits.append(self._dequantize(self.interpreter.get_tensor(self.output["index"]))[0])
-        return np.stack(logits)
+        return np.stack([self._run(image)[0] for image in images])
+
+    def predict_outputs(self, images):
+        """[each output's values for `images`, stacked], in the file's output order (a backbone's feature maps)."""
+        return [np.stack(values) for values in zip(*(self._run(image) for image in images))]
 
 
 def _read_file_description(path):

@@ -5,8 +5,10 @@
     blocks        the blocks each paper stacks (inverted residual, UIB, IGCV3, ...)
     attention     Mobile MQA (MobileNetV4 hybrids)
     builder       one function turning a table into a model
-    registry      every model name, and `build_model`
+    zoo           every model name with its table (no TensorFlow)
+    registry      `build_model` and `list_models`: every name goes through here
     costs         parameters and multiply-adds, as the papers count them
     condensation  learned group convolution's condensation (CondenseNet)
     pretrained    ImageNet weights from keras.applications
+    timm_weights  ImageNet weights from timm's .safetensors checkpoints (MobileNetV4, V3)
 """

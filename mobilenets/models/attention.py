@@ -6,7 +6,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets.errors import ModelError
-from mobilenets.models.layers import DepthwiseBNAct, LayerScale, ResidualBlock, batch_norm, register
+from mobilenets.models.layers import DepthwiseBNAct, LayerScale, ResidualBlock, batch_norm, check_padding, register
 
 
 def multi_query_attention(query, key, value, heads, key_dim, value_dim):
@@ -59,6 +59,8 @@ class MobileMQA(ResidualBlock):
         layer_scale=True,
         layer_scale_init=1e-5,
         bn_momentum=0.99,
+        bn_epsilon=1e-3,
+        padding="same",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -68,10 +70,11 @@ class MobileMQA(ResidualBlock):
         self.heads, self.key_dim, self.value_dim = heads, key_dim, value_dim
         self.kv_strides, self.kv_dw_kernel = kv_strides, kv_dw_kernel
         self.layer_scale, self.layer_scale_init, self.bn_momentum = layer_scale, layer_scale_init, bn_momentum
+        self.bn_epsilon, self.padding = bn_epsilon, check_padding(padding)
 
     def build(self, input_shape):
         self.channels = int(input_shape[-1])
-        self.norm = batch_norm("norm", self.bn_momentum)
+        self.norm = batch_norm("norm", self.bn_momentum, self.bn_epsilon)
 
         def conv(filters, name):
             return keras.layers.Conv2D(filters, 1, use_bias=False, name=name)
@@ -79,8 +82,9 @@ class MobileMQA(ResidualBlock):
         self.query = conv(self.heads * self.key_dim, "query")
         self.key_dw = self.value_dw = None
         if self.kv_strides > 1:
-            self.key_dw = DepthwiseBNAct(self.kv_dw_kernel, self.kv_strides, None, self.bn_momentum, name="key_dw")
-            self.value_dw = DepthwiseBNAct(self.kv_dw_kernel, self.kv_strides, None, self.bn_momentum, name="value_dw")
+            conv_options = {"bn_momentum": self.bn_momentum, "bn_epsilon": self.bn_epsilon, "padding": self.padding}
+            self.key_dw = DepthwiseBNAct(self.kv_dw_kernel, self.kv_strides, None, **conv_options, name="key_dw")
+            self.value_dw = DepthwiseBNAct(self.kv_dw_kernel, self.kv_strides, None, **conv_options, name="value_dw")
         self.key = conv(self.key_dim, "key")
         self.value = conv(self.value_dim, "value")
         self.output_proj = conv(self.channels, "output")
@@ -115,6 +119,8 @@ class MobileMQA(ResidualBlock):
             "layer_scale": self.layer_scale,
             "layer_scale_init": self.layer_scale_init,
             "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "padding": self.padding,
         }
 
 

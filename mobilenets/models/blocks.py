@@ -3,6 +3,7 @@
 import tf_keras as keras
 
 from mobilenets.errors import ModelError
+from mobilenets.models.tables import IGCV3_GROUPS
 from mobilenets.models.layers import (
     ChannelShuffle,
     ConvBNAct,
@@ -10,6 +11,7 @@ from mobilenets.models.layers import (
     LayerScale,
     ResidualBlock,
     SqueezeExcite,
+    check_padding,
     make_divisible,
     register,
 )
@@ -23,15 +25,22 @@ def check_divisible(layer_name, what, channels, divisor, divisor_name="groups"):
         )
 
 
+def conv_options(block):
+    """What a block passes to each of its convolutions: BatchNorm momentum and epsilon, and padding."""
+    return {"bn_momentum": block.bn_momentum, "bn_epsilon": block.bn_epsilon, "padding": block.padding}
+
+
 @register
 class DepthwiseSeparable(keras.layers.Layer):
     """3x3 depthwise conv then 1x1 pointwise conv, each with BN and ReLU6 (Howard et al. 2017, MobileNetV1, fig. 3)."""
 
-    def __init__(self, filters, strides=1, activation="relu6", bn_momentum=0.99, **kwargs):
+    def __init__(self, filters, strides=1, activation="relu6", bn_momentum=0.99, bn_epsilon=1e-3, padding="same",
+                 **kwargs):
         super().__init__(**kwargs)
         self.filters, self.strides, self.activation, self.bn_momentum = filters, strides, activation, bn_momentum
-        self.depthwise = DepthwiseBNAct(3, strides, activation, bn_momentum, name="dw")
-        self.pointwise = ConvBNAct(filters, 1, activation=activation, bn_momentum=bn_momentum, name="pw")
+        self.bn_epsilon, self.padding = bn_epsilon, check_padding(padding)
+        self.depthwise = DepthwiseBNAct(3, strides, activation, **conv_options(self), name="dw")
+        self.pointwise = ConvBNAct(filters, 1, activation=activation, **conv_options(self), name="pw")
 
     def call(self, inputs, training=None):
         return self.pointwise(self.depthwise(inputs, training=training), training=training)
@@ -43,6 +52,8 @@ class DepthwiseSeparable(keras.layers.Layer):
             "strides": self.strides,
             "activation": self.activation,
             "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "padding": self.padding,
         }
 
 
@@ -74,6 +85,8 @@ class InvertedResidual(ResidualBlock):
         project_groups=1,
         project_condense_factor=None,
         bn_momentum=0.99,
+        bn_epsilon=1e-3,
+        padding="same",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -85,7 +98,7 @@ class InvertedResidual(ResidualBlock):
         self.expand_groups, self.expand_condense_factor = expand_groups, expand_condense_factor
         self.expand_activation, self.shuffle_groups = expand_activation, shuffle_groups
         self.project_groups, self.project_condense_factor = project_groups, project_condense_factor
-        self.bn_momentum = bn_momentum
+        self.bn_momentum, self.bn_epsilon, self.padding = bn_momentum, bn_epsilon, check_padding(padding)
 
     def build(self, input_shape):
         # Sublayers are created here, in call order, because the expansion's
@@ -109,24 +122,29 @@ class InvertedResidual(ResidualBlock):
                 groups=self.expand_groups,
                 condense_factor=self.expand_condense_factor,
                 activation=self.activation if self.expand_activation == "same" else self.expand_activation,
-                bn_momentum=self.bn_momentum,
+                **conv_options(self),
                 name="expand",
             )
         self.shuffle = ChannelShuffle(self.shuffle_groups, name="shuffle") if self.shuffle_groups else None
-        self.depthwise = DepthwiseBNAct(self.kernel_size, self.strides, self.activation, self.bn_momentum, name="dw")
+        self.depthwise = DepthwiseBNAct(self.kernel_size, self.strides, self.activation, **conv_options(self),
+                                        name="dw")
         self.squeeze_excite = None
         if self.se_ratio:
-            self.squeeze_excite = SqueezeExcite(make_divisible(self.expanded_channels * self.se_ratio), name="se")
+            self.squeeze_excite = self.make_squeeze_excite(make_divisible(self.expanded_channels * self.se_ratio))
         self.project = ConvBNAct(
             self.filters,
             1,
             groups=self.project_groups,
             condense_factor=self.project_condense_factor,
             activation=None,
-            bn_momentum=self.bn_momentum,
+            **conv_options(self),
             name="project",
         )
         super().build(input_shape)
+
+    def make_squeeze_excite(self, squeeze_channels):
+        """The block's squeeze-excite (MobileNetV3, Howard et al. 2019, sec. 5.3)."""
+        return SqueezeExcite(squeeze_channels, name="se")
 
     def expansion_inputs(self):
         """Channels the expansion conv reads: the block's input."""
@@ -169,6 +187,8 @@ class InvertedResidual(ResidualBlock):
             "project_groups": self.project_groups,
             "project_condense_factor": self.project_condense_factor,
             "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "padding": self.padding,
         }
 
 
@@ -180,7 +200,7 @@ class IGCV3Block(InvertedResidual):
     (ReLU6) -> 1x1 group conv (G2 groups, linear) -> residual.
     """
 
-    def __init__(self, filters, expansion=6.0, strides=1, groups=2, **kwargs):
+    def __init__(self, filters, expansion=6.0, strides=1, groups=IGCV3_GROUPS, **kwargs):
         kwargs.setdefault("expand_groups", groups)
         kwargs.setdefault("project_groups", groups)
         kwargs.setdefault("shuffle_groups", groups)
@@ -217,12 +237,15 @@ class UniversalInvertedBottleneck(ResidualBlock):
         layer_scale=False,
         layer_scale_init=1e-5,
         bn_momentum=0.99,
+        bn_epsilon=1e-3,
+        padding="same",
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.filters, self.expansion, self.strides, self.activation = filters, expansion, strides, activation
         self.start_dw_kernel, self.middle_dw_kernel = start_dw_kernel, middle_dw_kernel
         self.layer_scale, self.layer_scale_init, self.bn_momentum = layer_scale, layer_scale_init, bn_momentum
+        self.bn_epsilon, self.padding = bn_epsilon, check_padding(padding)
         for what, size in (("start_dw_kernel", start_dw_kernel), ("middle_dw_kernel", middle_dw_kernel)):
             if not isinstance(size, int) or size < 0:
                 raise ModelError(f"{self.name}: {what} must be 0 (no depthwise) or a positive kernel size, got {size!r}")
@@ -240,14 +263,15 @@ class UniversalInvertedBottleneck(ResidualBlock):
         start_strides = 1 if self.middle_dw_kernel else self.strides
         self.start_dw = None
         if self.start_dw_kernel:
-            self.start_dw = DepthwiseBNAct(self.start_dw_kernel, start_strides, None, self.bn_momentum, name="start_dw")
-        self.expand = ConvBNAct(self.expanded_channels, 1, activation=self.activation, bn_momentum=self.bn_momentum,
+            self.start_dw = DepthwiseBNAct(self.start_dw_kernel, start_strides, None, **conv_options(self),
+                                           name="start_dw")
+        self.expand = ConvBNAct(self.expanded_channels, 1, activation=self.activation, **conv_options(self),
                                 name="expand")
         self.middle_dw = None
         if self.middle_dw_kernel:
-            self.middle_dw = DepthwiseBNAct(self.middle_dw_kernel, self.strides, self.activation, self.bn_momentum,
+            self.middle_dw = DepthwiseBNAct(self.middle_dw_kernel, self.strides, self.activation, **conv_options(self),
                                             name="middle_dw")
-        self.project = ConvBNAct(self.filters, 1, activation=None, bn_momentum=self.bn_momentum, name="project")
+        self.project = ConvBNAct(self.filters, 1, activation=None, **conv_options(self), name="project")
         self.scale = LayerScale(self.layer_scale_init, name="layer_scale") if self.layer_scale else None
         super().build(input_shape)
 
@@ -274,6 +298,8 @@ class UniversalInvertedBottleneck(ResidualBlock):
             "layer_scale": self.layer_scale,
             "layer_scale_init": self.layer_scale_init,
             "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "padding": self.padding,
         }
 
 
@@ -286,17 +312,19 @@ class FusedInvertedBottleneck(ResidualBlock):
     residual fused into one dense conv.
     """
 
-    def __init__(self, filters, expansion=4.0, kernel_size=3, strides=1, activation="relu", bn_momentum=0.99, **kwargs):
+    def __init__(self, filters, expansion=4.0, kernel_size=3, strides=1, activation="relu", bn_momentum=0.99,
+                 bn_epsilon=1e-3, padding="same", **kwargs):
         super().__init__(**kwargs)
         self.filters, self.expansion, self.kernel_size = filters, expansion, kernel_size
         self.strides, self.activation, self.bn_momentum = strides, activation, bn_momentum
+        self.bn_epsilon, self.padding = bn_epsilon, check_padding(padding)
 
     def build(self, input_shape):
         self.in_channels = int(input_shape[-1])
         self.expanded_channels = make_divisible(self.in_channels * self.expansion)
         self.expand = ConvBNAct(self.expanded_channels, self.kernel_size, self.strides, activation=self.activation,
-                                bn_momentum=self.bn_momentum, name="expand")
-        self.project = ConvBNAct(self.filters, 1, activation=None, bn_momentum=self.bn_momentum, name="project")
+                                **conv_options(self), name="expand")
+        self.project = ConvBNAct(self.filters, 1, activation=None, **conv_options(self), name="project")
         super().build(input_shape)
 
     def branch(self, inputs, training=None):
@@ -314,4 +342,6 @@ class FusedInvertedBottleneck(ResidualBlock):
             "strides": self.strides,
             "activation": self.activation,
             "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "padding": self.padding,
         }

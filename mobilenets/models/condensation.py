@@ -46,8 +46,3 @@ def condensenet_schedule(condense_factor, total_steps):
     """
     stages = condense_factor - 1
     return [round(total_steps * k / (2 * stages)) for k in range(1, stages + 1)]
-
-
-def fixed_epoch_schedule(condense_factor, epochs_per_stage):
-    """The seed's schedule: condense every `epochs_per_stage` epochs (e.g. 400 // 6)."""
-    return [epochs_per_stage * k for k in range(1, condense_factor)]

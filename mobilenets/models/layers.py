@@ -4,8 +4,6 @@ All layers are registered Keras serializables (package ``mobilenets``), so a
 saved model reloads without ``custom_objects``.
 """
 
-import contextlib
-
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
@@ -41,57 +39,22 @@ def hard_sigmoid(x):
     return tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
 
 
-_HARD_SWISH = {"decomposed": False}
-
-
 def hard_swish(x):
-    """x * hard_sigmoid(x) (Howard et al. 2019, MobileNetV3).
-
-    The TFLite converter fuses this form into one HARD_SWISH op, which XNNPACK
-    runs in float32 but not in int8. Inside `decomposed_hard_swish()` it is
-    written as (x / 6) * relu6(x + 3): MUL, ADD+RELU6 and MUL, which the
-    converter leaves apart and XNNPACK runs in int8. Same values either way.
-    """
-    if _HARD_SWISH["decomposed"]:
-        return (x * (1.0 / 6.0)) * tf.nn.relu6(x + 3.0)
+    """x * hard_sigmoid(x) (Howard et al. 2019, MobileNetV3)."""
     return x * hard_sigmoid(x)
 
 
-@contextlib.contextmanager
-def decomposed_hard_swish():
-    """Layers called (traced) inside use the int8-friendly h-swish form; see `hard_swish`."""
-    previous = _HARD_SWISH["decomposed"]
-    _HARD_SWISH["decomposed"] = True
-    try:
-        yield
-    finally:
-        _HARD_SWISH["decomposed"] = previous
-
-
-def hard_swish_times_six(x):
-    """6 * hard_swish(x) = x * relu6(x + 3): two int8 ops (ADD+RELU6, MUL) where h-swish takes three.
-    For exports only: the 1/6 goes into the weights of what reads it (`deploy.convert.fold_hard_swish_scale`)."""
-    return x * tf.nn.relu6(x + 3.0)
-
-
 def gelu(x):
-    """x * Phi(x), the exact (erf) GELU (Hendrycks & Gimpel 2016), as MobileNetV4-Hybrid-Large uses it.
-
-    XNNPACK runs GELU in float32 but not in int8 (LiteRT 2.3). Inside
-    `decomposed_hard_swish()` (what int8 exports trace) it is written as
-    x * sigmoid(1.702 x) (the paper's sigmoid approximation, |error| < 0.021):
-    MUL, LOGISTIC and MUL, which XNNPACK runs in int8.
-    """
-    if _HARD_SWISH["decomposed"]:
-        return x * tf.sigmoid(1.702 * x)
+    """x * Phi(x), the exact (erf) GELU (Hendrycks & Gimpel 2016), as MobileNetV4-Hybrid-Large uses it."""
     return tf.nn.gelu(x)
 
 
+# Activation name -> function. Layers look theirs up when called, not when built, so that an export
+# can trace other forms of the same functions (mobilenets.deploy.activations).
 ACTIVATIONS = {
     "relu": tf.nn.relu,
     "relu6": tf.nn.relu6,
     "hswish": hard_swish,
-    "hswish_x6": hard_swish_times_six,
     "gelu": gelu,
     None: None,
 }
@@ -109,11 +72,11 @@ class Activation(keras.layers.Layer):
 
     def __init__(self, activation, **kwargs):
         super().__init__(**kwargs)
+        get_activation(activation)  # an unknown name fails here, not when called
         self.activation = activation
-        self._fn = get_activation(activation)
 
     def call(self, inputs):
-        return self._fn(inputs)
+        return get_activation(self.activation)(inputs)
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
@@ -126,6 +89,7 @@ NORMALIZATIONS = {
     "imagenet": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
     "cifar10": ((125.307, 122.95, 113.865), (62.993, 62.089, 66.705)),
     "cifar100": ((129.304, 124.07, 112.434), (68.17, 65.392, 70.418)),
+    "unit": ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),  # to [0, 1] (timm's MIIL ImageNet-21k weights)
     "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
 }
 
@@ -141,6 +105,9 @@ class Normalize(keras.layers.Layer):
 
     @classmethod
     def named(cls, normalization, **kwargs):
+        """A name of NORMALIZATIONS, or a checkpoint's own (mean, std) in raw pixel units."""
+        if not isinstance(normalization, str) and len(normalization) == 2:
+            return cls(*normalization, **kwargs)
         if normalization not in NORMALIZATIONS:
             raise ModelError(f"unknown normalization {normalization!r}; choose one of {sorted(NORMALIZATIONS)}")
         mean, std = NORMALIZATIONS[normalization]
@@ -158,25 +125,51 @@ class Normalize(keras.layers.Layer):
         return {**super().get_config(), "mean": list(self.mean), "std": list(self.std)}
 
 
-def batch_norm(name, momentum=0.99):
-    return keras.layers.BatchNormalization(epsilon=1e-3, momentum=momentum, name=name)
+def batch_norm(name, momentum=0.99, epsilon=1e-3):
+    """BatchNorm with keras.applications' epsilon 1e-3 by default (PyTorch's, and so timm's, is 1e-5)."""
+    return keras.layers.BatchNormalization(epsilon=epsilon, momentum=momentum, name=name)
+
+
+# How strided convolutions pad: "same" is TensorFlow's SAME (the extra row and column at the bottom and
+# right, as keras.applications and the TF Model Garden train); "symmetric" is PyTorch's (kernel // 2 on
+# every side, as timm's MobileNetV3/V4 weights were trained). Stride-1 convs pad alike either way.
+PADDINGS = ("same", "symmetric")
+
+
+def check_padding(padding):
+    if padding not in PADDINGS:
+        raise ModelError(f"unknown padding {padding!r}; choose one of {', '.join(PADDINGS)}")
+    return padding
 
 
 class _ConvNormAct(keras.layers.Layer):
-    """A convolution `self.conv` (set by subclasses) -> BatchNorm -> activation."""
+    """A convolution `self.conv` (set by subclasses) -> BatchNorm -> activation. With
+    padding="symmetric" a strided conv reads its input padded by `pad_width` on every side."""
 
-    def __init__(self, kernel_size, strides, activation, bn_momentum, **kwargs):
+    def __init__(self, kernel_size, strides, activation, bn_momentum, bn_epsilon=1e-3, padding="same", **kwargs):
         super().__init__(**kwargs)
         self.kernel_size, self.strides = kernel_size, strides
         self.activation, self.bn_momentum = activation, bn_momentum
+        self.bn_epsilon, self.padding = bn_epsilon, check_padding(padding)
+        # timm's get_padding: ((stride - 1) + (kernel - 1)) // 2 on each side
+        self.pad_width = ((strides - 1) + (kernel_size - 1)) // 2 if padding == "symmetric" and strides > 1 else 0
+
+    @property
+    def conv_padding(self):
+        """The Keras padding of `self.conv`: 'valid' after an explicit symmetric pad, else 'same'."""
+        return "valid" if self.pad_width else "same"
 
     def _add_norm_act(self):
-        self.bn = batch_norm("bn", self.bn_momentum)
-        self.act = get_activation(self.activation)
+        self.bn = batch_norm("bn", self.bn_momentum, self.bn_epsilon)
+        get_activation(self.activation)  # an unknown name fails here, not when called
 
     def call(self, inputs, training=None):
+        if self.pad_width:
+            p = self.pad_width
+            inputs = tf.pad(inputs, [[0, 0], [p, p], [p, p], [0, 0]])
         x = self.bn(self.conv(inputs), training=training)
-        return self.act(x) if self.act else x
+        activation = get_activation(self.activation)
+        return activation(x) if activation else x
 
     def get_config(self):
         return {
@@ -185,6 +178,8 @@ class _ConvNormAct(keras.layers.Layer):
             "strides": self.strides,
             "activation": self.activation,
             "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon,
+            "padding": self.padding,
         }
 
 
@@ -205,9 +200,11 @@ class ConvBNAct(_ConvNormAct):
         condense_factor=None,
         activation="relu6",
         bn_momentum=0.99,
+        bn_epsilon=1e-3,
+        padding="same",
         **kwargs,
     ):
-        super().__init__(kernel_size, strides, activation, bn_momentum, **kwargs)
+        super().__init__(kernel_size, strides, activation, bn_momentum, bn_epsilon, padding, **kwargs)
         self.filters, self.groups, self.condense_factor = filters, groups, condense_factor
         if condense_factor:
             if kernel_size != 1 or strides != 1:
@@ -215,7 +212,8 @@ class ConvBNAct(_ConvNormAct):
             self.conv = LearnedGroupConv(filters, groups, condense_factor, name="conv")
         else:
             self.conv = keras.layers.Conv2D(
-                filters, kernel_size, strides=strides, padding="same", groups=groups, use_bias=False, name="conv"
+                filters, kernel_size, strides=strides, padding=self.conv_padding, groups=groups, use_bias=False,
+                name="conv"
             )
         self._add_norm_act()
 
@@ -230,12 +228,13 @@ class ConvBNAct(_ConvNormAct):
 
 @register
 class DepthwiseBNAct(_ConvNormAct):
-    """DepthwiseConv2D (no bias, TF SAME padding) -> BatchNorm -> activation."""
+    """DepthwiseConv2D (no bias, TF SAME padding unless padding="symmetric") -> BatchNorm -> activation."""
 
-    def __init__(self, kernel_size=3, strides=1, activation="relu6", bn_momentum=0.99, **kwargs):
-        super().__init__(kernel_size, strides, activation, bn_momentum, **kwargs)
+    def __init__(self, kernel_size=3, strides=1, activation="relu6", bn_momentum=0.99, bn_epsilon=1e-3, padding="same",
+                 **kwargs):
+        super().__init__(kernel_size, strides, activation, bn_momentum, bn_epsilon, padding, **kwargs)
         self.conv = keras.layers.DepthwiseConv2D(
-            kernel_size, strides=strides, padding="same", use_bias=False, name="depthwise"
+            kernel_size, strides=strides, padding=self.conv_padding, use_bias=False, name="depthwise"
         )
         self._add_norm_act()
 
@@ -244,11 +243,12 @@ class DepthwiseBNAct(_ConvNormAct):
 class SqueezeExcite(keras.layers.Layer):
     """Squeeze-and-excite with a hard-sigmoid gate (Hu et al. 2018; MobileNetV3 sec. 5.3)."""
 
-    def __init__(self, squeeze_channels, gate="hard_sigmoid", **kwargs):
+    def __init__(self, squeeze_channels, **kwargs):
+        gate = kwargs.pop("gate", "hard_sigmoid")  # a config key of earlier versions, always this value in files
         super().__init__(**kwargs)
-        if gate not in ("hard_sigmoid", "relu6"):
-            raise ModelError(f"{self.name}: gate must be 'hard_sigmoid' or 'relu6', got {gate!r}")
-        self.squeeze_channels, self.gate = squeeze_channels, gate
+        if gate != "hard_sigmoid":
+            raise ModelError(f"{self.name}: the squeeze-excite gate is the hard sigmoid, got gate={gate!r}")
+        self.squeeze_channels = squeeze_channels
 
     def build(self, input_shape):
         channels = int(input_shape[-1])
@@ -256,15 +256,17 @@ class SqueezeExcite(keras.layers.Layer):
         self.expand = keras.layers.Conv2D(channels, 1, name="expand")
         super().build(input_shape)
 
+    def gate(self, excitation):
+        """Each channel's scale from its excitation: hard_sigmoid (MobileNetV3 sec. 5.3)."""
+        return hard_sigmoid(excitation)
+
     def call(self, inputs):
         x = tf.reduce_mean(inputs, axis=(1, 2), keepdims=True)
         x = tf.nn.relu(self.reduce(x))
-        if self.gate == "relu6":  # 6 * hard_sigmoid, the + 3 in the expand bias: for exports, see deploy.folding
-            return inputs * tf.nn.relu6(self.expand(x))
-        return inputs * hard_sigmoid(self.expand(x))
+        return inputs * self.gate(self.expand(x))
 
     def get_config(self):
-        return {**super().get_config(), "squeeze_channels": self.squeeze_channels, "gate": self.gate}
+        return {**super().get_config(), "squeeze_channels": self.squeeze_channels}
 
 
 @register
@@ -287,21 +289,6 @@ class ChannelShuffle(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "groups": self.groups}
-
-
-@register
-class ChannelGather(keras.layers.Layer):
-    """Selects (and may repeat or reorder) input channels by index."""
-
-    def __init__(self, indices, **kwargs):
-        super().__init__(**kwargs)
-        self.indices = [int(i) for i in indices]
-
-    def call(self, inputs):
-        return tf.gather(inputs, self.indices, axis=-1)
-
-    def get_config(self):
-        return {**super().get_config(), "indices": self.indices}
 
 
 @register

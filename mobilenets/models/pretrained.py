@@ -20,6 +20,7 @@ import numpy as np
 import tf_keras as keras
 
 from mobilenets.errors import CheckpointError, first_line
+from mobilenets.models.builder import has_classifier
 from mobilenets.models.layers import LearnedGroupConv, leaf_layers
 
 # name -> (keras.applications constructor, extra kwargs)
@@ -79,10 +80,13 @@ def transfer_weights(source, target, include_classifier=True, source_has_top=Tru
     """Copies every weight of `source` into `target`, layer by layer in call order.
 
     source_has_top=False: `source` is a no-top model (a backbone); the layers of `target` after its
-    own (classifier, V3's head conv) keep their initialization.
+    own (classifier, V3's head conv) keep their initialization. A backbone `target` (builder.has_classifier)
+    takes the source's first layers, as far as it goes.
     """
     sources, targets = weight_layers(source), weight_layers(target)
-    if not source_has_top:
+    if not has_classifier(target):
+        sources = sources[:len(targets)]
+    elif not source_has_top:
         targets = targets[:len(sources)]
     elif not include_classifier:
         sources, targets = sources[:-1], targets[:-1]
@@ -148,17 +152,17 @@ def _imagenet_reference(name, width_multiplier):
     224x224, the only size Keras gives them with the classifier at; the weights fit any input size."""
     try:
         return keras_application(name, width_multiplier, (224, 224, 3), 1000, "imagenet")
-    except CheckpointError:
+    except CheckpointError:  # ours (a model without a keras.applications twin), not a failed download: as it is
         raise
     except ValueError as error:  # e.g. a width keras.applications publishes no weights for
         raise CheckpointError(f"no keras.applications ImageNet weights for {name} at width {width_multiplier:g}: "
                               f"{first_line(error, 160)}") from None
     except Exception as error:  # keras' get_file raises a bare Exception("URL fetch failure on URL: ...")
         url = re.search(r"https?://\S+?\.h5", str(error))
-        reason = str(error).split(" -- ", 1)[-1] if " -- " in str(error) else first_line(error, 120)
+        reason = first_line(error).split(" -- ", 1)[-1][:120]  # "URL fetch failure on URL: None -- <reason>"
         where = url.group(0) if url else "keras.applications' storage"
         raise CheckpointError(f"could not download the ImageNet weights of {name} (width {width_multiplier:g}) from "
-                              f"{where} ({' '.join(reason.split())[:120]}); download that file on a machine with "
+                              f"{where} ({reason}); download that file on a machine with "
                               f"network and pass --weights PATH.h5") from None
 
 

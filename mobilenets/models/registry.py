@@ -1,97 +1,15 @@
-"""Every model name goes through here: `list_models()` and `build_model(name, ...)`.
-
-Importing this module does not import TensorFlow (the builder loads on the first
-`build_model`), so `hparams` checks model names against `MODELS` cheaply.
-"""
-
-import dataclasses
-from typing import Callable, Optional
+"""Every model name goes through here: `list_models()` and `build_model(name, ...)` (the names and
+their tables are `mobilenets.models.zoo`)."""
 
 from mobilenets.errors import ModelError
-from mobilenets.models import tables
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelEntry:
-    """A registered name: its table and how its 1x1 convs are grouped.
-
-    block_options maps (groups, condense_factor) to per-block keyword
-    arguments: the GC / LGC / IGCV3 variants of the same table.
-    """
-
-    arch: tables.Architecture
-    description: str
-    minimal: bool = False
-    block_options: Optional[Callable[[int, int], dict]] = None
-    default_groups: int = 4
-
-
-def _gc(groups, condense_factor):
-    return {"expand_groups": groups, "project_groups": groups}
-
-
-def _lgc(groups, condense_factor):
-    return {
-        "expand_groups": groups,
-        "expand_condense_factor": condense_factor,
-        "project_groups": groups,
-        "project_condense_factor": condense_factor,
-    }
-
-
-def _lgc_projection(groups, condense_factor):
-    return {"project_groups": groups, "project_condense_factor": condense_factor}
-
-
-def _gc_expansion_lgc_projection(groups, condense_factor):
-    return {"expand_groups": groups, "project_groups": groups, "project_condense_factor": condense_factor}
-
-
-def _igcv3(groups, condense_factor):
-    return {"expand_groups": groups, "project_groups": groups, "shuffle_groups": groups}
-
-
-MODELS = {
-    "mobilenetv1": ModelEntry(tables.MOBILENET_V1, "MobileNetV1: depthwise-separable convs"),
-    "mobilenetv2": ModelEntry(tables.MOBILENET_V2, "MobileNetV2: inverted residuals, linear bottlenecks"),
-    "mobilenetv3_large": ModelEntry(tables.MOBILENET_V3_LARGE, "MobileNetV3-Large: h-swish, squeeze-excite"),
-    "mobilenetv3_small": ModelEntry(tables.MOBILENET_V3_SMALL, "MobileNetV3-Small: h-swish, squeeze-excite"),
-    "mobilenetv3_large_minimalistic": ModelEntry(
-        tables.MOBILENET_V3_LARGE, "MobileNetV3-Large minimalistic: 3x3, ReLU, no SE", minimal=True
-    ),
-    "mobilenetv3_small_minimalistic": ModelEntry(
-        tables.MOBILENET_V3_SMALL, "MobileNetV3-Small minimalistic: 3x3, ReLU, no SE", minimal=True
-    ),
-    "mobilenetv2_gc": ModelEntry(tables.MOBILENET_V2, "MobileNetV2, group conv (GC) expansion and projection", block_options=_gc),
-    "mobilenetv2_lgc": ModelEntry(
-        tables.MOBILENET_V2, "MobileNetV2, learned group conv (LGC) expansion and projection", block_options=_lgc
-    ),
-    "mobilenetv2_lgc_proj": ModelEntry(
-        tables.MOBILENET_V2, "MobileNetV2, learned group conv on the projection only", block_options=_lgc_projection
-    ),
-    "mobilenetv2_gc_lgc": ModelEntry(
-        tables.MOBILENET_V2, "MobileNetV2, GC expansion + LGC projection", block_options=_gc_expansion_lgc_projection
-    ),
-    "igcv3": ModelEntry(tables.IGCV3_D, "IGCV3-D: interleaved low-rank group convs", block_options=_igcv3, default_groups=2),
-    "mobilenetv4_conv_small": ModelEntry(tables.MOBILENET_V4_CONV_SMALL, "MobileNetV4-Conv-S: universal inverted bottlenecks"),
-    "mobilenetv4_conv_medium": ModelEntry(tables.MOBILENET_V4_CONV_MEDIUM, "MobileNetV4-Conv-M: UIB, fused IB"),
-    "mobilenetv4_conv_large": ModelEntry(tables.MOBILENET_V4_CONV_LARGE, "MobileNetV4-Conv-L: UIB, fused IB"),
-    "mobilenetv4_hybrid_medium": ModelEntry(tables.MOBILENET_V4_HYBRID_MEDIUM, "MobileNetV4-Hybrid-M: UIB + Mobile MQA"),
-    "mobilenetv4_hybrid_large": ModelEntry(tables.MOBILENET_V4_HYBRID_LARGE, "MobileNetV4-Hybrid-L: UIB + Mobile MQA, GELU"),
-}
-
-CONFIGS = {"imagenet": (224, 224, 3), "cifar": (32, 32, 3)}
+from mobilenets.models import builder, timm_weights, zoo
+from mobilenets.models.zoo import MODELS
 
 
 def native_input_shape(name, config="imagenet"):
     """The input a model is built for by default: its table's native resolution for 'imagenet'
     (224, or MobileNetV4's 256 / 384), 32x32 for 'cifar'."""
-    if config not in CONFIGS:
-        raise ModelError(f"unknown config {config!r}; choose one of: {', '.join(CONFIGS)}")
-    if config == "cifar":
-        return CONFIGS[config]
-    size = get_entry(name).arch.input_size
-    return (size, size, 3)
+    return builder.native_input_shape(get_entry(name).arch, config)
 
 
 def list_models():
@@ -106,11 +24,8 @@ def get_entry(name):
 
 def is_learned_group_model(name):
     """Whether the model's 1x1 convolutions are learned group convolutions (CondenseNet, Huang et al. 2018)."""
-    options = get_entry(name).block_options
-    return bool(options and any(key.endswith("condense_factor") for key in options(1, 1)))
-
-
-LEARNED_GROUP_MODELS = tuple(name for name in MODELS if is_learned_group_model(name))
+    get_entry(name)
+    return zoo.is_learned_group_model(name)
 
 
 def build_model(
@@ -127,21 +42,47 @@ def build_model(
     bn_momentum=0.99,
     weights=None,
     drop_path_rate=0.0,
+    include_top=True,
+    pooling=None,
+    features_only=False,
+    out_indices=None,
+    bn_epsilon=1e-3,
+    padding="same",
 ):
-    """Builds a registered model; it takes raw 0..255 pixels and returns logits.
+    """Builds a registered model; it takes raw 0..255 pixels and returns logits, or features (a backbone).
 
     config: 'imagenet' (default input: the native resolution, 224x224 but for MobileNetV4-M 256
     and -L 384) or 'cifar' (32x32, seed strides).
     expansion: replaces every expansion ratio t != 1 (the seed's 'V2 t=4').
     groups / condense_factor: for the GC, LGC and IGCV3 variants (G1 = G2 for IGCV3).
-    weights: None, 'imagenet' or a keras.applications weights file (V1/V2/V3 only).
+    weights: None, 'imagenet' or a keras.applications weights file (V1/V2/V3 only), or timm's weights
+        (MobileNetV4, V3; mobilenets.models.timm_weights): a model.safetensors file or a hub id such as
+        'timm/mobilenetv4_conv_small.e2400_r224_in1k'. The model is then built as the checkpoint was
+        trained: its normalization, bn_epsilon 1e-5, symmetric padding and (input_shape None) input size.
+    bn_epsilon: BatchNorm epsilon (keras.applications' 1e-3; PyTorch's 1e-5). padding: of strided convs,
+        'same' (TensorFlow's) or 'symmetric' (PyTorch's).
     drop_path_rate: stochastic depth of the last block, linear over depth (builder.build).
-    """
-    from mobilenets.models import builder
 
+    Backbones, as keras.applications and timm build them, with the classifier's layer names (its
+    weights load into them, and `weights` applies):
+    include_top=False: everything before global pooling, the head conv included (keras.applications'
+        include_top=False: V2's 1280-wide Conv_1, V3's Conv_1), a (H/32, W/32, C) map (config='cifar':
+        H/4); pooling='avg' or 'max' pools it to a vector.
+    features_only=True: a dict {'stride_2': map, 'stride_4': ..., 'stride_32': ...}, the last output at
+        each stride (timm's feature_info; channels: `feature_maps`). out_indices picks some (default:
+        all): with config='imagenet' (0, 1, 2, 3, 4) are strides 2, 4, 8, 16, 32. config='cifar' runs
+        the stem and the next two downsamplings at stride 1, so its maps are at strides 1, 2 and 4
+        (32x32, 16x16 and 8x8 for a 32x32 image) and out_indices (0, 1, 2) are those three.
+    """
     entry = get_entry(name)
-    if config not in CONFIGS:
-        raise ModelError(f"unknown config {config!r}; choose one of: {', '.join(CONFIGS)}")
+    checkpoint = None
+    if weights is not None and timm_weights.is_timm_source(weights):  # built the way the checkpoint was trained
+        checkpoint, settings = timm_weights.prepare(weights, name)
+        normalization, bn_epsilon, padding = settings.normalization, settings.bn_epsilon, settings.padding
+        if config == "imagenet" and input_shape is None:
+            input_shape = (settings.input_size, settings.input_size, 3)
+    if not (isinstance(bn_epsilon, (int, float)) and bn_epsilon > 0):
+        raise ModelError(f"bn_epsilon must be a positive number, got {bn_epsilon!r}")
     input_shape = tuple(input_shape or native_input_shape(name, config))
     if expansion is not None and not (isinstance(expansion, (int, float)) and expansion > 0):
         raise ModelError(f"expansion must be a positive number, got {expansion!r}")
@@ -162,9 +103,25 @@ def build_model(
         block_options=entry.block_options(groups, condense_factor) if entry.block_options else None,
         drop_path_rate=drop_path_rate,
         name=name,
+        include_top=include_top,
+        pooling=pooling,
+        features_only=features_only,
+        out_indices=out_indices,
+        bn_epsilon=bn_epsilon,
+        padding=padding,
     )
-    if weights is not None:
+    if checkpoint is not None:
+        timm_weights.load_timm_weights(model, name, checkpoint, width_multiplier)
+    elif weights is not None:
         from mobilenets.models import pretrained
 
-        pretrained.load_keras_applications_weights(model, name, weights, width_multiplier, input_shape, num_classes)
+        classes = num_classes if builder.has_classifier(model) else None  # a backbone takes no classifier
+        pretrained.load_keras_applications_weights(model, name, weights, width_multiplier, input_shape, classes)
     return model
+
+
+def feature_maps(name, width_multiplier=1.0, config="imagenet", expansion=None):
+    """The feature maps `build_model(name, features_only=True)` returns, shallowest first, without building it:
+    `builder.FeatureMap`s (output name 'stride_<s>', stride, channels, the layer it is the output of)."""
+    entry = get_entry(name)
+    return builder.feature_maps(builder.architecture(entry.arch, config, expansion, entry.minimal), width_multiplier)

@@ -95,6 +95,8 @@ MOBILENET_V2 = Architecture(
     ),
 )
 
+IGCV3_GROUPS = 2  # G1 = G2: the groups of both 1x1 convs and of the shuffle between them (Sun et al. 2018, sec. 4)
+
 # IGCV3-D, Sun et al. 2018 (table 3): MobileNetV2 with interleaved group convs
 # and twice the blocks, except in the first and last stages.
 IGCV3_D = Architecture(

@@ -33,8 +33,12 @@ from mobilenets.models.layers import leaf_layers
 
 
 def decay_at(step, decay, warmup=True):
-    """d_n of the rule above after optimizer step `step` (n >= 1), as a Python float."""
-    return min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
+    """d_n of the rule above after optimizer step `step` (n >= 1): a float of numbers, a tensor of tensors
+    (the update's tf.function)."""
+    if not warmup:
+        return decay
+    ramp = (1.0 + step) / (10.0 + step)
+    return tf.minimum(decay, ramp) if tf.is_tensor(ramp) else min(decay, ramp)
 
 
 def averaged_and_copied(network, average):
@@ -78,10 +82,7 @@ class WeightAverage:
 
     @tf.function(autograph=False)
     def _update(self, step):
-        step = tf.cast(step, tf.float32)
-        decay = tf.constant(self.decay, tf.float32)
-        if self.warmup:
-            decay = tf.minimum(decay, (1.0 + step) / (10.0 + step))
+        decay = decay_at(tf.cast(step, tf.float32), tf.constant(self.decay, tf.float32), self.warmup)
         rate = {}
         for avg, var in self.averaged:
             if avg.dtype not in rate:

@@ -13,9 +13,8 @@ import shutil
 
 from hparams import Config, apply_overrides
 from mobilenets.errors import ConfigError
-from mobilenets.runs import CHECKPOINTS, MODEL_SPEC
+from mobilenets.runs import CHECKPOINTS, CONFIG_FILE, MODEL_SPEC
 
-CONFIG_FILE = "config.json"
 DEFAULT_ROOT = "runs"
 # run.* keys that may change between an interrupted run and its continuation.
 RESUMABLE_CHANGES = ("run.run_dir", "run.resume", "run.strategy", "run.log_every", "run.eval_every",
@@ -37,6 +36,7 @@ ADDED_LATER.update({  # extra augmentations (issue 15), all off at their default
     "data.random_erasing_max_area": 0.33, "data.mixup_alpha": 0.0, "data.cutmix_alpha": 0.0,
     "data.mix_probability": 1.0, "data.mix_switch_probability": 0.5})
 ADDED_LATER.update({"model.drop_path_rate": 0.0})  # stochastic depth (issue 15)
+ADDED_LATER.update({"model.bn_epsilon": 1e-3, "model.padding": "same"})  # timm's weights (issue 23)
 
 
 def config_hash(config):

@@ -12,6 +12,11 @@ A flat folder of photos (data.dataset=folder, ROOT/<class>/*.jpg, no train/valid
 holds out FOLDER_VALIDATION_FRACTION of each class for validation unless the command (a --set or
 the config file) sets data.validation_fraction: users expect a validation figure, and the resolved
 config.json records the split so that evaluation and export find it.
+
+timm's weights (model.weights a .safetensors file or hub id, mobilenets.models.timm_weights) set how the
+model is built, as the checkpoint was trained: its normalization, bn_epsilon 1e-5, symmetric padding,
+and its input size unless the command (a --set or the config file) sets model.input_size. A hub id is
+downloaded here (or found in the cache), so that offline fails at once, before TensorFlow loads.
 """
 
 import os
@@ -48,7 +53,30 @@ def resolve_config(model=None, preset=None, config_file=None, overrides=()):
     config = apply_overrides(config, list(overrides))
     if _holds_out_by_default(config, file_data, overrides):
         config = apply_overrides(config, [f"data.validation_fraction={FOLDER_VALIDATION_FRACTION}"])
-    return config
+    return _built_for_timm_weights(config, file_data, overrides)
+
+
+def _set_by_command(section, key, file_data, overrides):
+    file_data = file_data.get(section) if isinstance(file_data, dict) else None
+    set_by_file = isinstance(file_data, dict) and key in file_data
+    return set_by_file or any(str(o).split("=", 1)[0].strip() == f"{section}.{key}" for o in overrides)
+
+
+def _built_for_timm_weights(config, file_data, overrides):
+    """`config` with the model built as timm's checkpoint in model.weights was trained (module docstring)."""
+    from mobilenets.models import timm_weights  # no TensorFlow
+
+    weights = config.model.weights
+    if not weights or not timm_weights.is_timm_source(weights):
+        return config
+    _, settings = timm_weights.prepare(weights, config.model.name)
+    if not isinstance(settings.normalization, str):
+        raise ConfigError(f"{weights} normalizes with mean/std {settings.normalization} (0..255), which no "
+                          f"model.normalization choice matches; build it with build_model(weights=...) instead")
+    changes = {f"model.{key}": value for key, value in settings.build_kwargs().items()}
+    if not _set_by_command("model", "input_size", file_data, overrides):
+        changes["model.input_size"] = settings.input_size
+    return apply_overrides(config, changes)
 
 
 def _holds_out_by_default(config, file_data, overrides):

@@ -1,5 +1,6 @@
-"""The weights a training starts from (model.weights, train.py --weights): a run of ours, or
-keras.applications' ImageNet weights ('imagenet' or a downloaded .h5, mobilenets.models.pretrained).
+"""The weights a training starts from (model.weights, train.py --weights): a run of ours,
+keras.applications' ImageNet weights ('imagenet' or a downloaded .h5, mobilenets.models.pretrained),
+or timm's (MobileNetV4 / V3: a model.safetensors or a hub id, mobilenets.models.timm_weights).
 
 A run's classifier is never taken: fine-tuning gives the new classes a new one.
 """
@@ -7,12 +8,14 @@ A run's classifier is never taken: fine-tuning gives the new classes a new one.
 import os
 
 from mobilenets.errors import CheckpointError
+from mobilenets.models import timm_weights
 from mobilenets.models.pretrained import PRETRAINED_TWIN, load_keras_applications_weights, transfer_weights
 from mobilenets.runs import MODEL_SPEC, load_model_spec, load_run
 
 
 # build_model arguments a run's weights depend on; --set model.KEY to match the run's model.json.
-RUN_SPEC_KEYS = ("name", "width_multiplier", "config", "expansion", "groups", "condense_factor", "normalization")
+RUN_SPEC_KEYS = ("name", "width_multiplier", "config", "expansion", "groups", "condense_factor", "normalization",
+                 "bn_epsilon", "padding")
 
 
 def load_starting_weights(model, name, weights, width_multiplier, input_shape, num_classes, build_kwargs=None):
@@ -21,7 +24,10 @@ def load_starting_weights(model, name, weights, width_multiplier, input_shape, n
     (its best, else last, checkpoint; same architecture and width, any classes). A run's classifier
     is never taken: fine-tuning gives the new classes a new one. `build_kwargs`: the model's
     build_model arguments, checked against the run's (RUN_SPEC_KEYS: a different input
-    normalization would load silently and compute something else). Returns a one-line description."""
+    normalization would load silently and compute something else). timm's weights (a .safetensors file,
+    a folder holding one, or a hub id): see mobilenets.models.timm_weights. Returns a one-line description."""
+    if timm_weights.is_timm_source(weights):
+        return _load_timm(model, name, weights, width_multiplier, build_kwargs)
     if os.path.isdir(weights):
         if not os.path.isfile(os.path.join(weights, MODEL_SPEC)):
             raise CheckpointError(f"{weights} is a directory but not a training run (no {MODEL_SPEC}); pass a run "
@@ -44,3 +50,15 @@ def load_starting_weights(model, name, weights, width_multiplier, input_shape, n
     twin = PRETRAINED_TWIN.get(name, name)
     head = "with its classifier" if num_classes == 1000 else "new classifier"
     return f"keras.applications {twin} weights {weights!r} ({head})"
+
+
+def _load_timm(model, name, weights, width_multiplier, build_kwargs=None):
+    """timm's weights into `model`, which must be built the way the checkpoint was trained (its
+    normalization, BatchNorm epsilon and padding: train.py sets them, mobilenets.training.settings)."""
+    checkpoint, settings = timm_weights.prepare(weights, name)
+    for key, needed in settings.build_kwargs().items() if build_kwargs is not None else ():
+        have = build_kwargs.get(key, {"bn_epsilon": 1e-3, "padding": "same"}.get(key))
+        if have != needed:
+            raise CheckpointError(f"{weights} needs model.{key}={needed!r} (the model has {have!r}); train.py sets "
+                                  f"it from the checkpoint, else --set model.{key}={needed}")
+    return timm_weights.load_timm_weights(model, name, checkpoint, width_multiplier)

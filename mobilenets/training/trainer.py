@@ -36,7 +36,7 @@ from mobilenets.models.condensation import condensenet_schedule, learned_group_c
 from mobilenets.errors import ConfigError
 from mobilenets.training.starting_weights import load_starting_weights
 from mobilenets.models.registry import build_model
-from mobilenets.runs import save_model_spec
+from mobilenets.runs import CONFIG_FILE, LOG_FILE, TENSORBOARD_DIR, save_model_spec
 from mobilenets.training import callbacks as cb
 from mobilenets.training import lock
 from mobilenets.training.checkpointing import TrainingState
@@ -45,7 +45,7 @@ from mobilenets.training.ema import AverageWeights, WeightAverage
 from mobilenets.training.inputs import DROPOUT_STREAM, epoch_seed, plan_data, training_dataset, validation_dataset
 from mobilenets.training.objective import Classifier
 from mobilenets.training.optimization import coupled_weight_decay, learning_rate_schedule, make_optimizer
-from mobilenets.training.rundir import CONFIG_FILE, check_resumable, remove_unused, resolve_run_dir
+from mobilenets.training.rundir import check_resumable, remove_unused, resolve_run_dir
 
 
 @dataclasses.dataclass
@@ -67,6 +67,8 @@ def build_kwargs(config, num_classes):
     kwargs.update({k: getattr(m, k) for k in ("groups", "condense_factor") if getattr(m, k) is not None})
     if m.drop_path_rate:  # left out at 0, so model.json of runs without it stays as it was
         kwargs["drop_path_rate"] = m.drop_path_rate
+    kwargs.update({key: getattr(m, key) for key, default in (("bn_epsilon", 1e-3), ("padding", "same"))
+                   if getattr(m, key) != default})  # likewise; timm's weights set them (settings.py)
     return kwargs
 
 
@@ -221,9 +223,9 @@ class Trainer:
             cb.SaveCheckpoints(self.state, c.run.checkpoint_every, c.schedule.epochs, self.guard),
         ]
         if self.chief:
-            self.tensorboard = cb.TensorBoardLog(os.path.join(self.run_dir, "logs"), c.run.log_every,
+            self.tensorboard = cb.TensorBoardLog(os.path.join(self.run_dir, TENSORBOARD_DIR), c.run.log_every,
                                                  self.learning_rate)
-            run += [cb.CsvLog(os.path.join(self.run_dir, "log.csv"), self.start_epoch), self.tensorboard]
+            run += [cb.CsvLog(os.path.join(self.run_dir, LOG_FILE), self.start_epoch), self.tensorboard]
         return run
 
     def fit(self, callbacks=(), verbose="auto"):

@@ -1,0 +1,78 @@
+"""benchmarks/pareto.py end to end on a tiny slice in the real slice's format: two models, one seed, one
+epoch, two worker processes side by side; then a point loses its outputs and a second run redoes only
+that point, reusing the other untouched."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from userdata import REPO, write_npz
+
+MODELS = ("mobilenetv2", "mobilenetv4_conv_small")  # cifar10_short and cifar10_short_v4
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": "", "PYTHONUNBUFFERED": "1"}
+
+
+def run_pareto(data, out):
+    command = [sys.executable, str(REPO / "benchmarks" / "pareto.py"), "--data", str(data), "--out", str(out),
+               "--models", *MODELS, "--widths", "0.35", "--seeds", "0", "--epochs", "1", "--jobs", "2",
+               "--runs", "5", "--warmup", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=REPO, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def stamps(directory):
+    """{relative path: mtime_ns} of every file and folder under `directory`."""
+    found = {}
+    for root, folders, files in os.walk(directory):
+        for name in folders + files:
+            path = os.path.join(root, name)
+            found[os.path.relpath(path, directory)] = os.stat(path).st_mtime_ns
+    return found
+
+
+def test_pareto_runs_end_to_end_and_resumes(tmp_path):
+    data = write_npz(tmp_path / "slice.npz", n=100, num_classes=10)  # 85 training images: one batch of 64
+    out = tmp_path / "pareto"
+    run_pareto(data, out)
+
+    rows = {row["model"]: row for row in read_csv(out / "pareto.csv")}
+    assert set(rows) == set(MODELS)
+    for model, row in rows.items():
+        assert row["recipe"] == ("cifar10_short_v4" if model.startswith("mobilenetv4") else "cifar10_short")
+        assert (row["width"], row["seed"], row["epochs"], row["held_out_images"]) == ("0.35", "0", "1", "15")
+        for precision in ("keras", "float32", "int8"):
+            top1 = float(row[f"{precision}_top1"])
+            assert np.isclose(top1 * 15, round(top1 * 15))  # a count of the 15 held-out images
+        # the float32 file computes what the Keras model does (export checks 1e-4 of the largest logit)
+        assert abs(float(row["float32_top1"]) - float(row["keras_top1"])) <= 1 / 15
+        assert float(row["float32_ms"]) > 0 and float(row["int8_ms"]) > 0
+        assert int(row["madds"]) == int(row["madds_deployed"]) > 0 and int(row["params"]) > 0
+    summary = {row["model"]: row for row in read_csv(out / "summary.csv")}
+    assert set(summary) == set(MODELS) and all(row["seeds"] == "1" for row in summary.values())
+    assert float(summary["mobilenetv2"]["keras_top1_mean"]) == float(rows["mobilenetv2"]["keras_top1"])
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    kept, redone = (out / "points" / f"{model}_w0.35_s0" for model in MODELS)
+    before = stamps(kept)
+    for name in ("point.json", "int8.tflite", "int8.tflite.json"):
+        (redone / name).unlink()
+    training = (redone / "training.json").read_text()
+    stdout = run_pareto(data, out)
+
+    assert "1 of 2 points already done; 1 to run" in stdout
+    assert stamps(kept) == before  # the finished point untouched: run, exports, scores
+    assert (redone / "training.json").read_text() == training  # its finished training reused, not rerun
+    assert (redone / "point.json").exists() and (redone / "int8.tflite").exists()
+    again = {row["model"]: row for row in read_csv(out / "pareto.csv")}
+    for model in MODELS:
+        for key in ("keras_top1", "float32_top1", "madds", "epochs"):
+            assert again[model][key] == rows[model][key]

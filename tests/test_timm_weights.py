@@ -1,0 +1,202 @@
+"""timm's weights in our MobileNetV4s / V3s (mobilenets.models.timm_weights), no torch here: the
+checkpoints in tests/fixtures/timm/ are timm models of random weights and BatchNorm statistics (width
+0.25, 10 classes, 64x64, written by benchmarks/timm_reference.py --fixtures, which checks all seven
+models at full size), each with timm's own logits and features_only maps on three photos. train.py
+--weights FILE, end to end: journey (d) in test_journeys.py."""
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobilenets.errors import CheckpointError
+from mobilenets.models import timm_weights
+from mobilenets.models.registry import build_model
+from userdata import assert_one_line_error, run_cli
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "timm"
+MODELS = ("mobilenetv4_conv_small", "mobilenetv4_hybrid_medium", "mobilenetv3_small")  # every timm block type
+WIDTH, CLASSES, SIDE = 0.25, 10, 64
+
+
+def weights_of(name):
+    return str(FIXTURES / name / "model.safetensors")
+
+
+def reference(name):
+    with np.load(FIXTURES / name / "reference.npz") as arrays:
+        return dict(arrays)
+
+
+def relative_error(ours, theirs):
+    """max |ours - theirs| over max |theirs|."""
+    return float(np.max(np.abs(np.asarray(ours) - theirs)) / np.max(np.abs(theirs)))
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    """name -> our classifier built from the fixture checkpoint (built once per module)."""
+    models = {}
+
+    def get(name):
+        if name not in models:
+            models[name] = build_model(name, num_classes=CLASSES, width_multiplier=WIDTH, weights=weights_of(name))
+        return models[name]
+
+    return get
+
+
+def logits_error(model, name):
+    expected = reference(name)
+    return relative_error(model(expected["images"].astype(np.float32), training=False), expected["logits"])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_logits_equal_timms(loaded, name):
+    model = loaded(name)
+    assert model.input_shape == (None, SIDE, SIDE, 3)  # pretrained_cfg.input_size of the config.json beside it
+    normalize = model.get_layer("normalize")  # timm's ImageNet mean / std, in raw pixels
+    np.testing.assert_allclose(normalize.mean, (123.675, 116.28, 103.53))
+    np.testing.assert_allclose(normalize.std, (58.395, 57.12, 57.375))
+    assert {layer.epsilon for layer in model.submodules if hasattr(layer, "moving_variance")} == {1e-5}
+    assert logits_error(model, name) < 1e-4
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_features_only_maps_equal_timms(name):
+    expected = reference(name)
+    backbone = build_model(name, width_multiplier=WIDTH, weights=weights_of(name), features_only=True)
+    maps = backbone(expected["images"].astype(np.float32), training=False)
+    assert list(maps) == [f"stride_{s}" for s in expected["strides"]] == [f"stride_{2 ** i}" for i in range(1, 6)]
+    for index, stride in enumerate(expected["strides"]):
+        assert relative_error(maps[f"stride_{stride}"], expected[f"feature_{index}"]) < 1e-3, stride
+
+
+def test_the_phone_graphs_keep_timms_padding(loaded, tmp_path):
+    """The symmetric padding (an explicit pad before each strided conv) survives conversion and the flat
+    graph of quantize-aware training: both give timm's logits."""
+    from mobilenets.deploy.export import convert
+    from mobilenets.deploy.flatten import flatten
+    from mobilenets.deploy.runtime import TFLitePredictor
+
+    name = "mobilenetv4_conv_small"
+    path = tmp_path / "timm.tflite"
+    path.write_bytes(convert(loaded(name)))
+    expected = reference(name)
+    images = expected["images"].astype(np.float32)
+    assert relative_error(TFLitePredictor(str(path)).predict(images), expected["logits"]) < 1e-4
+    assert relative_error(flatten(loaded(name))(images, training=False), expected["logits"]) < 1e-4
+
+
+def test_a_tensor_mapped_wrong_fails_the_logit_check(loaded, tmp_path):
+    """The logit check above catches a swapped pair of statistics or a transposed depthwise kernel
+    (same shapes: only the values tell), and the key/shape check a transposed pointwise kernel."""
+    from safetensors.numpy import load_file, save_file
+
+    name = "mobilenetv4_conv_small"
+    model, tensors = loaded(name), load_file(weights_of(name))
+    bn, dw = "blocks.2.0.dw_start.bn", "blocks.2.0.dw_start.conv.weight"  # a 5x5 depthwise and its BatchNorm
+    swapped = {**tensors, f"{bn}.running_mean": tensors[f"{bn}.running_var"], f"{bn}.running_var": tensors[f"{bn}.running_mean"]}
+    transposed = {**tensors, dw: tensors[dw].transpose(0, 1, 3, 2).copy()}
+    pointwise = "blocks.2.0.pw_exp.conv.weight"
+    wrong_shape = {**tensors, pointwise: tensors[pointwise].transpose(1, 0, 2, 3).copy()}
+    try:
+        for tampered in (swapped, transposed):
+            path = tmp_path / "tampered.safetensors"
+            save_file(tampered, str(path))
+            timm_weights.load_timm_weights(model, name, str(path), WIDTH)
+            assert not logits_error(model, name) < 1e-4  # (a swapped mean can be a negative variance: NaN)
+        save_file(wrong_shape, str(tmp_path / "wrong.safetensors"))
+        with pytest.raises(CheckpointError, match=rf"its {pointwise} is \(16, 48, 1, 1\) where this model has \(48, 16"):
+            timm_weights.load_timm_weights(model, name, str(tmp_path / "wrong.safetensors"), WIDTH)
+    finally:
+        timm_weights.load_timm_weights(model, name, weights_of(name), WIDTH)
+    assert logits_error(model, name) < 1e-4
+
+
+def test_a_file_of_another_width_or_model_names_the_one_it_fits(loaded, tmp_path):
+    bare = tmp_path / "x.safetensors"  # no config.json beside it: told apart by its tensors alone
+    shutil.copy(weights_of("mobilenetv4_conv_small"), bare)
+    shapes = timm_weights.tensor_shapes(str(bare))
+    assert timm_weights.mismatch("x.safetensors", shapes, "mobilenetv4_conv_small", 0.5) == (
+        "x.safetensors holds mobilenetv4_conv_small weights of width 0.25 (read from its shapes), this model has "
+        "width 0.5: add --width 0.25")
+    with pytest.raises(CheckpointError, match=r"x.safetensors holds mobilenetv4_conv_small weights of width 0.25, not "
+                                              r"mobilenetv4_hybrid_medium: pass --model mobilenetv4_conv_small$"):
+        timm_weights.load_timm_weights(loaded("mobilenetv4_hybrid_medium"), "mobilenetv4_hybrid_medium", str(bare), WIDTH)
+    assert timm_weights.held_model(timm_weights.tensor_shapes(weights_of("mobilenetv3_small"))) == "mobilenetv3_small"
+    # timm's own reduced-width MobileNetV4 keeps a full-width stem (fix_stem), which ours thins: refused
+    full_stem = {**shapes, "conv_stem.weight": (32, 3, 3, 3)}
+    assert "timm's full-width stem (32 channels" in timm_weights.mismatch("x", full_stem, "mobilenetv4_conv_small", 0.25)
+
+
+def test_a_model_built_otherwise_than_the_checkpoint_needs_is_refused(loaded):
+    """Training's safety net (train.py itself sets these from the checkpoint): a model normalizing or
+    padding otherwise would load silently and compute something else."""
+    from mobilenets.training.starting_weights import load_starting_weights
+
+    name = "mobilenetv4_conv_small"
+    with pytest.raises(CheckpointError, match="needs model.normalization='imagenet'.*--set model.normalization=imagenet"):
+        load_starting_weights(loaded(name), name, weights_of(name), WIDTH, (SIDE, SIDE, 3), CLASSES,
+                              {"name": name, "normalization": "inception"})
+    with pytest.raises(CheckpointError, match="needs model.padding='symmetric'"):
+        load_starting_weights(loaded(name), name, weights_of(name), WIDTH, (SIDE, SIDE, 3), CLASSES,
+                              {"name": name, "normalization": "imagenet", "bn_epsilon": 1e-5})
+    assert load_starting_weights(loaded(name), name, weights_of(name), WIDTH, (SIDE, SIDE, 3), CLASSES,
+                                 {"normalization": "imagenet", "bn_epsilon": 1e-5, "padding": "symmetric"}) == (
+        f"timm mobilenetv4_conv_small.e2400_r224_in1k weights from {weights_of(name)} (with its classifier)")
+
+
+def test_a_bare_file_takes_its_tags_settings(tmp_path):
+    """Without config.json: the input size and mean/std of the tag named in its path (a hub cache's
+    models--timm--ARCH.TAG folder, say), else of the architecture's default tag."""
+    folder = tmp_path / "models--timm--mobilenetv4_conv_small.e3600_r256_in1k" / "snapshots" / "0123"
+    folder.mkdir(parents=True)
+    shutil.copy(weights_of("mobilenetv4_conv_small"), folder / "model.safetensors")
+    checkpoint, settings = timm_weights.prepare(str(folder / "model.safetensors"), "mobilenetv4_conv_small")
+    assert (checkpoint.architecture, checkpoint.tag) == ("mobilenetv4_conv_small", "e3600_r256_in1k")
+    assert (settings.input_size, settings.normalization, settings.bn_epsilon, settings.padding) == (
+        256, "inception", 1e-5, "symmetric")
+    bare = tmp_path / "weights.safetensors"
+    shutil.copy(weights_of("mobilenetv4_conv_small"), bare)
+    assert timm_weights.prepare(str(bare), "mobilenetv4_conv_small")[1].input_size == 224  # e2400_r224_in1k
+
+
+def test_the_hub_offline_is_one_line_at_once(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("MOBILENETS_OFFLINE", raising=False)
+    started = time.perf_counter()
+    with pytest.raises(CheckpointError) as error:
+        build_model("mobilenetv4_conv_small", weights="timm/mobilenetv4_conv_small")  # the default tag
+    assert time.perf_counter() - started < 5
+    assert "https://huggingface.co/timm/mobilenetv4_conv_small.e2400_r224_in1k/resolve/main/model.safetensors" in str(
+        error.value)
+
+
+def test_bad_weights_on_the_command_line_are_one_line_each(tmp_path):
+    """Refused before TensorFlow loads (mobilenets.training.settings): another model's file, a
+    truncated file, a hub id offline, a hub id of an architecture timm_weights does not cover."""
+    bare, truncated = tmp_path / "x.safetensors", tmp_path / "cut.safetensors"
+    shutil.copy(weights_of("mobilenetv4_conv_small"), bare)
+    data = bare.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    cases = [
+        (("--model", "mobilenetv4_hybrid_medium", "--weights", bare),
+         ("holds mobilenetv4_conv_small weights of width 0.25, not mobilenetv4_hybrid_medium",
+          "--model mobilenetv4_conv_small --width 0.25")),
+        (("--model", "mobilenetv4_conv_small", "--weights", truncated), ("cut.safetensors", "truncated or corrupt")),
+        (("--model", "mobilenetv4_conv_small", "--weights", "timm/mobilenetv4_conv_small.e2400_r224_in1k"),
+         ("https://huggingface.co/timm/mobilenetv4_conv_small.e2400_r224_in1k/resolve/main/model.safetensors",
+          "--weights ~/models/timm/mobilenetv4_conv_small.e2400_r224_in1k/model.safetensors")),
+        (("--model", "mobilenetv4_conv_small", "--weights", "timm/resnet50.a1_in1k"),
+         ("timm/resnet50.a1_in1k is not a timm architecture we load weights for",)),
+    ]
+    for flags, fragments in cases:
+        started = time.perf_counter()
+        result = run_cli("train.py", *flags, "--dataset", "synthetic", "--run-dir", tmp_path / "run",
+                         env={"MOBILENETS_OFFLINE": "1"})
+        assert_one_line_error(result, *fragments)
+        assert time.perf_counter() - started < 20
+    assert not (tmp_path / "run").exists()
