@@ -11,40 +11,19 @@ minutes of retries, and leaves no `downloads/` or ~/tensorflow_datasets behind).
 """
 
 import os
-import socket
-import threading
 import urllib.parse
-import urllib.request
 
 import tensorflow as tf
 
 from mobilenets.data.common import Source, decode_image
 from mobilenets.data.layout import foreign_entries, photo_class_folders
 from mobilenets.errors import DataError, first_line
-
-PROBE_TIMEOUT = 3.0  # seconds to open a connection to the download host
-
+from mobilenets.network import PROBE_TIMEOUT, can_connect
 
 def can_reach(url, timeout=PROBE_TIMEOUT):
-    """True when a TCP connection to the host of `url` (or to the HTTPS proxy, when one is set) opens
-    within `timeout` seconds, name lookup included; False without trying when MOBILENETS_OFFLINE is set
-    (an air-gapped machine; the tests)."""
-    if os.environ.get("MOBILENETS_OFFLINE"):
-        return False
-    target = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or url)
-    reached = []
-
-    def probe():
-        try:
-            socket.create_connection((target.hostname, target.port or 443), timeout=timeout).close()
-            reached.append(True)
-        except (OSError, UnicodeError):
-            pass
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(reached)
+    """Whether tfds could download `url` (`mobilenets.network.can_connect`); False without trying when
+    MOBILENETS_OFFLINE is set (an air-gapped machine; the tests)."""
+    return not os.environ.get("MOBILENETS_OFFLINE") and can_connect(url, timeout)
 
 
 def refuse_photo_folder(data_dir):

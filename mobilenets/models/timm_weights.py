@@ -33,14 +33,12 @@ import dataclasses
 import json
 import os
 import re
-import socket
-import threading
 import urllib.parse
-import urllib.request
 from typing import Optional
 
 from mobilenets.errors import CheckpointError, first_line
 from mobilenets.models.zoo import MODELS
+from mobilenets.network import PROBE_TIMEOUT, can_connect
 
 # our model -> timm's architecture of the same network
 TIMM_ARCHITECTURES = {
@@ -85,7 +83,6 @@ BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d default, which timm keeps
 PADDING = "symmetric"  # PyTorch's padding of timm's non-tf_ models (timm.layers.padding.get_padding)
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 HUB = "https://huggingface.co"
-PROBE_TIMEOUT = 3.0  # seconds to open a connection to the hub before downloading
 _HUB_ID = re.compile(r"^(?:hf-hub:)?([A-Za-z0-9][\w.-]*)/([A-Za-z0-9][\w.-]*)$")
 
 
@@ -206,22 +203,9 @@ def offline():
 
 
 def hub_reachable(timeout=PROBE_TIMEOUT):
-    """True when a TCP connection to the hub (or the HTTPS proxy) opens within `timeout` seconds, name
-    lookup included: huggingface_hub itself retries for half a minute before it gives up."""
-    target = urllib.parse.urlsplit(urllib.request.getproxies().get("https") or HUB)
-    reached = []
-
-    def probe():
-        try:
-            socket.create_connection((target.hostname, target.port or 443), timeout=timeout).close()
-            reached.append(True)
-        except (OSError, UnicodeError):
-            pass
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return bool(reached)
+    """Whether the hub answers within `timeout` seconds: huggingface_hub itself retries for half a
+    minute before it gives up."""
+    return can_connect(HUB, timeout)
 
 
 def _offline_error(repo_id, reason):
