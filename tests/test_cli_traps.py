@@ -81,6 +81,7 @@ INTERRUPT_DURING_PARITY = """
 import os, runpy, signal, sys
 from mobilenets.commands import cli
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C raises, as in a terminal, even when started in the background
 export = cli.import_quietly("mobilenets.deploy.export")  # its start-up lines held back as the CLI holds them
 
 def interrupted(*args, **kwargs):  # Ctrl-C once the .tflite is written, while its parity is checked
