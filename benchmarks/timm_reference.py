@@ -180,6 +180,14 @@ def write_timm_side(out, names, settings):
               f"features {features.feature_info.channels()} at strides {features.feature_info.reduction()}", flush=True)
 
 
+def write_checkpoints(timm_python, out, names, settings):
+    """Runs `write_timm_side` under `timm_python` (a Python with timm and torch; ours never imports torch)."""
+    started = time.perf_counter()
+    subprocess.run([timm_python, os.path.abspath(__file__), "--timm-side", out, "--models", *names,
+                    "--settings", json.dumps(settings)], check=True)
+    print(f"timm side: {time.perf_counter() - started:.0f} s")
+
+
 # ---------------------------------------------------------------- our side
 
 
@@ -221,10 +229,7 @@ def main(argv=None):
     names = args.models or (list(FIXTURE_MODELS) if args.fixtures else list(MODELS))
     with tempfile.TemporaryDirectory() as scratch:
         out = FIXTURES if args.fixtures else scratch
-        started = time.perf_counter()
-        subprocess.run([args.timm_python, os.path.abspath(__file__), "--timm-side", out, "--models", *names,
-                        "--settings", json.dumps(settings)], check=True)
-        print(f"timm side: {time.perf_counter() - started:.0f} s")
+        write_checkpoints(args.timm_python, out, names, settings)
         sys.path.insert(0, REPO)
         failures = 0
         for name in names:

@@ -90,6 +90,25 @@ def test_the_phone_graphs_keep_timms_padding(loaded, tmp_path):
     assert relative_error(flatten(loaded(name))(images, training=False), expected["logits"]) < 1e-4
 
 
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_the_checkpoints_per_channel_normalization_is_one_depthwise_conv_on_the_phone(loaded, quantize, tmp_path):
+    """ImageNet's mean / std differ per channel: as a MUL and an ADD broadcast over 3 channels XNNPACK ran them
+    1.8x slower in int8; the file holds one 1x1 DEPTHWISE_CONV_2D reading the input instead, and no MUL
+    (Conv-S has none of its own)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    from mobilenets.deploy.litert import op_labels
+    from support import calibrated_export
+
+    path = tmp_path / f"{quantize}.tflite"
+    report = calibrated_export(loaded("mobilenetv4_conv_small"), path, quantize=quantize, images=16)
+    assert report.undelegated == {} and "MUL" not in report.ops
+    labels = op_labels(flatbuffer_utils.read_model(str(path)))
+    assert labels[labels[0] == "QUANTIZE"] == "DEPTHWISE_CONV_2D"  # int8: after the input's QUANTIZE
+    if quantize == "none":
+        assert report.parity.relative_diff < 1e-4  # exact: the same products and sums as before
+
+
 def test_a_tensor_mapped_wrong_fails_the_logit_check(loaded, tmp_path):
     """The logit check above catches a swapped pair of statistics or a transposed depthwise kernel
     (same shapes: only the values tell), and the key/shape check a transposed pointwise kernel."""
