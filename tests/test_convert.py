@@ -123,9 +123,13 @@ def test_each_form_runs_the_grouped_convs_it_names():
     masked = condensed("mobilenetv2_lgc", 4, 4)
     block = masked.get_layer("block_1")
     lgc = block.project.conv
-    for form, expand_groups, project_groups in (("project_grouped", 1, 4), ("expand_grouped", 4, 1), ("dense", 1, 1)):
+    forms = (("project_grouped", 1, 4), ("expand_grouped", 4, 1), ("dense", 1, 1), ("dense_pruned", 1, 1))
+    for form, expand_groups, project_groups in forms:
         deployed = convert_learned_group_model(masked, block_form=form).get_layer("block_1")
         assert (deployed.expand.conv.groups, deployed.project.conv.groups) == (expand_groups, project_groups)
+        if form == "dense_pruned":  # the expansion channels no projection group reads are gone
+            read = set(np.concatenate(lgc.kept_inputs()).tolist())
+            assert deployed.expanded_channels == len(read) < lgc.in_channels
         if form == "project_grouped":  # each group reads in/C channels, written in its order by the expansion
             assert deployed.project.conv.kernel.shape[2] == lgc.in_channels // lgc.condense_factor
             assert deployed.expanded_channels == lgc.groups * lgc.in_channels // lgc.condense_factor
@@ -141,11 +145,12 @@ def test_dense_form_costs_what_mobilenetv2_costs_and_grouped_forms_less():
     masked = condensed("mobilenetv2_lgc", 4, 4)
     assert count(masked).madds < costs["project_grouped"].madds < costs["dense"].madds
     assert costs["expand_grouped"].madds < costs["dense"].madds
+    assert costs["dense_pruned"].madds < costs["dense"].madds and costs["dense_pruned"].params < costs["dense"].params
 
 
 def test_a_choice_per_block_is_exact_too(images):
     masked = condensed("mobilenetv2_gc_lgc", 4, 4)
-    choose = lambda block: BLOCK_FORMS[int(block.name.split("_")[1]) % 3]  # noqa: E731
+    choose = lambda block: BLOCK_FORMS[int(block.name.split("_")[1]) % len(BLOCK_FORMS)]  # noqa: E731
     converted = convert_learned_group_model(masked, block_form=choose)
     expected = masked(images, training=False).numpy()
     assert np.abs(converted(images, training=False).numpy() - expected).max() <= 1e-4
@@ -172,8 +177,8 @@ def test_converted_model_saves_and_reloads(file_name, tmp_path, images):
     assert not learned_group_convs(reloaded)
 
 
-# Every (variant, grouping), (variant, form) and (grouping, form) pair once, a Latin square of the 27
-# cases (the Keras-level tests above take all 27): the converter and XNNPACK see each kind of group conv.
+# Every (variant, grouping) pair once, the forms in turn (the Keras-level tests above take every form of
+# each): the converter and XNNPACK see each kind of group conv and every form.
 TFLITE_CASES = [(name, *GROUPINGS[j], BLOCK_FORMS[(i + j) % len(BLOCK_FORMS)])
                 for i, name in enumerate(LGC_VARIANTS) for j in range(len(GROUPINGS))]
 

@@ -14,7 +14,7 @@ gather becomes the output order of the dense expansion before it (a dense
 conv can write any channels, repeated or not; BatchNorm and the depthwise
 conv are per channel), and the projection's output interleave stays in the
 residual stream for a whole stage and is folded into the next dense conv.
-That is one of three exact forms a block can take (`BLOCK_FORMS`); which one
+That is one of four exact forms a block can take (`BLOCK_FORMS`); which one
 runs fastest is measured (`mobilenets.deploy.tuning`). BatchNorm is kept as
 is, so the converted logits equal the masked model's up to float summation
 order. IGCV3 and MobileNetV3 folds: `mobilenets.deploy.folding`.
@@ -159,7 +159,9 @@ def _assign(layer, weights):
 #   project_grouped  dense expansion writing the projection groups' inputs in order -> grouped projection
 #   expand_grouped   0/1 selection conv -> grouped expansion -> dense projection (masked kernel)
 #   dense            dense expansion and projection (masked kernels)
-BLOCK_FORMS = ("project_grouped", "expand_grouped", "dense")
+#   dense_pruned     `dense` without the expansion channels no projection group reads (`read_channels`):
+#                    each takes its expansion column, BatchNorm, depthwise filter and projection row with it
+BLOCK_FORMS = ("project_grouped", "expand_grouped", "dense", "dense_pruned")
 
 
 @dataclasses.dataclass
@@ -182,13 +184,24 @@ def form_of(conv):
     return GroupConvForm(np.arange(kernel.shape[2] * groups), kernel, np.arange(kernel.shape[3]))
 
 
+def read_channels(block):
+    """The expansion channels some group of `block`'s learned projection reads, ascending (all of them when
+    the projection is not a learned group conv). The masked projection's rows of the others are zero."""
+    if block.expand is None or not isinstance(block.project.conv, LearnedGroupConv):
+        return np.arange(block.expanded_channels)
+    return np.unique(form_of(block.project.conv).input_indices)
+
+
 def available_forms(block):
-    """The `BLOCK_FORMS` that apply to `block` (a grouped conv needs a learned or standard group conv there)."""
+    """The `BLOCK_FORMS` that apply to `block` (a grouped conv needs a learned or standard group conv there;
+    dense_pruned, an expansion channel that no projection group reads)."""
     forms = ["dense"]
     if block.expand is not None and form_of(block.project.conv) is not None:
         forms.append("project_grouped")
     if block.expand is not None and form_of(block.expand.conv) is not None:
         forms.append("expand_grouped")
+    if len(read_channels(block)) < block.expanded_channels:
+        forms.append("dense_pruned")
     return forms
 
 
@@ -248,8 +261,10 @@ def convert_block(block, input_order, plan):
         layout = projection.input_indices
         weights[("project", "conv")] = [projection.kernel]
         config["project_groups"] = block.project.conv.groups
+    elif block.expand is None:
+        layout = input_order
     else:
-        layout = input_order if block.expand is None else np.arange(block.expanded_channels)
+        layout = read_channels(block) if plan.form == "dense_pruned" else np.arange(block.expanded_channels)
     if plan.form == "expand_grouped":
         expansion = form_of(block.expand.conv)
         position = np.argsort(input_order)  # where the masked model's channel c sits in the stream

@@ -1,6 +1,6 @@
 """The graph an export deploys (`deployed_model`), and which exact form of each LGC block runs fastest.
 
-A condensed LGC block has three gather-free forms (`mobilenets.deploy.convert.BLOCK_FORMS`).
+A condensed LGC block has up to four gather-free forms (`mobilenets.deploy.convert.BLOCK_FORMS`).
 Which is fastest depends on the runtime, not on the multiply-adds (ShuffleNetV2,
 Ma et al. 2018, G2: group convs cost memory traffic): on this x86 CPU XNNPACK's
 dense int8 1x1 convs are 2-4x faster than its int8 group convs of a quarter of
@@ -23,6 +23,7 @@ from mobilenets.deploy.convert import (
     check_condensed,
     convert_learned_group_model,
     form_of,
+    read_channels,
 )
 from mobilenets.deploy.folding import fold_channel_shuffles, fold_hard_swish_scale
 from mobilenets.errors import ModelError
@@ -35,6 +36,8 @@ def _block_model(block, form):
     x, width, project_groups = image, block.expanded_channels, 1
     if form == "project_grouped":
         width, project_groups = len(form_of(block.project.conv).input_indices), block.project.conv.groups
+    if form == "dense_pruned":
+        width = len(read_channels(block))
     if form == "expand_grouped":
         expansion = form_of(block.expand.conv)
         x = keras.layers.Conv2D(len(expansion.input_indices), 1, use_bias=False)(x)
