@@ -27,13 +27,15 @@ work is resumable at every stage: a point whose OUT/points/NAME/point.json exist
 untouched; a killed run resumes from its last checkpoint (the trainer resumes a run directory)
 with the CPU it has left (OUT/points/NAME/training.json keeps the CPU its finished epochs used);
 a missing export or score is redone. Writes OUT/pareto.csv (one row per point), OUT/summary.csv
-(mean and standard deviation over seeds per model and width) and OUT/pareto.png (top-1 against
-float32 and int8 latency, Pareto front drawn, and against multiply-adds) when matplotlib is installed.
+(mean and standard deviation over seeds per model and width; for the learned-group-conv models, their
+latency over dense MobileNetV2's at the same width and their top-1 against the dense front at equal
+latency: `against_dense`) and OUT/pareto.png (top-1 against float32 and int8 latency, Pareto front
+drawn, and against multiply-adds) when matplotlib is installed.
 
 Per point at the default 5 CPU-minutes (measured, MobileNetV4-Conv-S 0.5): 5.1 CPU-minutes of
 training (4 epochs of 61 steps), 5.5 CPU-seconds to start, 13 to export both files, 7 to score,
 and once per model and width a 24 CPU-second probe: ~5.5 minutes a point, more for an LGC model,
-whose export times each block's forms. 36 points two at a time take ~1.7-2 hours on a quiet
+whose export times each block's forms. 39 points two at a time take ~1.8-2 hours on a quiet
 2-core machine (a loaded one stretches the wall time, not the budget).
 """
 
@@ -59,10 +61,11 @@ from benchmarks.train_cifar_real import DATA  # noqa: E402
 from mobilenets.io import atomic_path, write_json  # noqa: E402
 
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "pareto")
-# (model, widths): the issue's grid. MobileNetV3-Large at 0.5 (68.6M multiply-adds at 32x32) sits among
+# (model, widths): the issue's grid, MobileNetV2 from 0.25 so that the dense ladder spans the LGC models' latencies
+# (`against_dense`). MobileNetV3-Large at 0.5 (68.6M multiply-adds at 32x32) sits among
 # the others; at 1.0 (227.5M) it would get a third of their epochs.
 GRID = (
-    ("mobilenetv2", (0.35, 0.5, 0.75)),
+    ("mobilenetv2", (0.25, 0.35, 0.5, 0.75)),
     ("mobilenetv2_lgc", (0.5, 0.75)),
     ("mobilenetv2_gc_lgc", (0.5, 0.75)),
     ("mobilenetv3_small", (1.0,)),
@@ -393,6 +396,39 @@ def summarize(rows):
     return summary
 
 
+DENSE_REFERENCE = "mobilenetv2"
+COMPARED = ("mobilenetv2_lgc", "mobilenetv2_gc_lgc")  # the issue's goal: learned group convs against dense V2
+
+
+def dense_front_at(latency, dense, precision):
+    """The dense reference's Pareto front at `latency` (ms): the best mean top-1 of its widths that run in at most
+    that time; None when none does."""
+    reachable = [e[f"{precision}_top1_mean"] for e in dense if e[f"{precision}_ms_mean"] <= latency]
+    return max(reachable) if reachable else None
+
+
+def against_dense(summary):
+    """For each COMPARED entry, per precision: its latency over the dense reference's at the same width
+    (`<p>_ms_vs_dense`) and its mean top-1 minus the dense front's at equal latency (`<p>_top1_vs_dense`, in
+    points; empty when it is faster than every dense width). The issue's goal: <= 0.6, or >= +1 point."""
+    dense = [e for e in summary if e["model"] == DENSE_REFERENCE]
+    by_width = {e["width"]: e for e in dense}
+    for entry in summary:
+        if entry["model"] not in COMPARED:
+            continue
+        for precision in PRECISIONS:
+            same = by_width.get(entry["width"])
+            entry[f"{precision}_ms_vs_dense"] = (entry[f"{precision}_ms_mean"] / same[f"{precision}_ms_mean"]
+                                                 if same else None)
+            reference = dense_front_at(entry[f"{precision}_ms_mean"], dense, precision)
+            entry[f"{precision}_top1_vs_dense"] = (100 * (entry[f"{precision}_top1_mean"] - reference)
+                                                   if reference is not None else None)
+    return summary
+
+
+COMPARISON_FIELDS = tuple(f"{p}_{k}_vs_dense" for p in PRECISIONS for k in ("ms", "top1"))
+
+
 def write_csv(path, rows, fields):
     with atomic_path(path, suffix=".csv") as tmp:
         with open(tmp, "w", newline="") as f:
@@ -450,6 +486,14 @@ def plot(summary, path, budget_note):
     plt.close(figure)
 
 
+def ratio(value):
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def signed(points):
+    return "n/a (faster than every dense width)" if points is None else f"{points:+.1f} points"
+
+
 def report(points, args):
     """Times the finished points' files and writes the CSVs and the plot; returns the rows."""
     rows = [record for record in (read_json(p.file(args.out, POINT_FILE)) for p in points) if record]
@@ -458,9 +502,10 @@ def report(points, args):
         return rows
     time_files(rows, args)
     write_csv(os.path.join(args.out, "pareto.csv"), rows, FIELDS)
-    summary = summarize(rows)
+    summary = against_dense(summarize(rows))
     write_csv(os.path.join(args.out, "summary.csv"), summary,
-              ["model", "width", "seeds", "recipe", *(f"{k}_{s}" for k in AVERAGED for s in ("mean", "std"))])
+              ["model", "width", "seeds", "recipe", *(f"{k}_{s}" for k in AVERAGED for s in ("mean", "std")),
+               *COMPARISON_FIELDS])
     print(f"\n{'model':<24} {'width':>5} {'seeds':>5} {'Keras top-1':>14} {'int8 top-1':>14} {'float32 ms':>14} "
           f"{'int8 ms':>14} {'MAdds (dep.)':>12}")
     for e in summary:
@@ -469,6 +514,11 @@ def report(points, args):
               f"{100 * e['int8_top1_mean']:>7.1f} ± {100 * e['int8_top1_std']:<4.1f} "
               f"{e['float32_ms_mean']:>7.3f} ± {e['float32_ms_std']:<5.3f}"
               f"{e['int8_ms_mean']:>7.3f} ± {e['int8_ms_std']:<5.3f} {e['madds_deployed_mean'] / 1e6:>11.1f}M")
+    for e in summary:
+        if e["model"] in COMPARED:
+            print(f"{e['model']} {e['width']:g} against {DENSE_REFERENCE}: " + "; ".join(
+                f"{precision} latency {ratio(e[f'{precision}_ms_vs_dense'])} of the same width, top-1 "
+                f"{signed(e[f'{precision}_top1_vs_dense'])} at equal latency" for precision in PRECISIONS))
     if importlib.util.find_spec("matplotlib") is None:
         print("matplotlib is not installed: no plot")
         return rows

@@ -16,19 +16,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 
 # Seconds a file takes on one of two pytest-xdist workers (`python -m pytest --file-seconds` prints
-# them; these are of the whole suite on a quiet 2-core machine, 804 s). pytest.ini keeps a file on one
+# them; these are of the whole suite on a quiet 2-core machine, 789 s). pytest.ini keeps a file on one
 # worker (its module fixtures and cached models are made once) and xdist hands the next file to
 # whichever worker is free: longest first, the two end together. A file not listed yet goes first,
 # as a long file last would leave one worker alone.
 FILE_SECONDS = {
-    "test_train.py": 218, "test_journeys.py": 201, "test_models.py": 134, "test_deploy.py": 134,
-    "test_export.py": 111, "test_mobilenetv4.py": 87, "test_cli_traps.py": 77, "test_finetune.py": 70,
-    "test_run_data.py": 66, "test_pareto.py": 57, "test_backbones.py": 45, "test_ema.py": 44,
-    "test_earlier_main.py": 43, "test_faults.py": 36, "test_augmentations.py": 33, "test_evaluate.py": 30,
-    "test_predict.py": 24, "test_adamw_presets.py": 23, "test_convert.py": 23, "test_package.py": 20,
-    "test_mediapipe.py": 18, "test_user_data_dirs.py": 17, "test_timm_weights.py": 17,
-    "test_builder_properties.py": 14, "test_stochastic_depth.py": 11, "test_data_pipelines.py": 9,
-    "test_hparams.py": 4, "test_plot.py": 3, "test_layers.py": 1, "test_io.py": 1,
+    "test_train.py": 193, "test_journeys.py": 177, "test_deploy.py": 133, "test_models.py": 129,
+    "test_export.py": 98, "test_cli_traps.py": 82, "test_finetune.py": 77, "test_mobilenetv4.py": 72,
+    "test_pareto.py": 60, "test_run_data.py": 59, "test_backbones.py": 47, "test_ema.py": 46,
+    "test_earlier_main.py": 41, "test_faults.py": 40, "test_augmentations.py": 34, "test_convert.py": 34,
+    "test_predict.py": 31, "test_evaluate.py": 30, "test_package.py": 27, "test_user_data_dirs.py": 24,
+    "test_mediapipe.py": 20, "test_adamw_presets.py": 20, "test_timm_weights.py": 19,
+    "test_builder_properties.py": 14, "test_stochastic_depth.py": 11, "test_data_pipelines.py": 11,
+    "test_plot.py": 6, "test_hparams.py": 4, "test_layers.py": 1, "test_io.py": 0,
 }
 
 

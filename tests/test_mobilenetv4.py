@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from mobilenets import build_model
 from mobilenets.models.attention import MobileMQA
 from mobilenets.models.blocks import FusedInvertedBottleneck, UniversalInvertedBottleneck
-from mobilenets.models.builder import architecture, build
+from mobilenets.models.builder import build
 from mobilenets.deploy.flatten import flatten
 from mobilenets.errors import ModelError
 from mobilenets.models.costs import count
 from mobilenets.models.layers import make_divisible
-from mobilenets.models.registry import get_entry, native_input_shape
+from mobilenets.models.registry import native_input_shape
 from mobilenets.models.tables import Architecture, Stage
 from mobilenets.training.precise_bn import recompute_batch_norm_statistics
 from support import (SMALL, assert_float32_parity, calibrated_export, fit_classifier, quick_export, random_pixels,
@@ -249,21 +249,3 @@ def test_conv_small_qat_exports(conv_small, tmp_path):
                                qat_batch_size=8)
     assert all(np.isfinite(report.qat_loss)) and report.undelegated == {}
     assert report.parity.top1_agreement >= 0.75
-
-
-@pytest.mark.slow
-def test_hybrid_int8_export_keeps_attention_in_float_and_runs_every_op_in_xnnpack(conv_small, tmp_path):
-    """int8 everywhere but Mobile MQA's matmuls and softmax (float32, which XNNPACK runs): no partition left out.
-
-    Layer scales at their initial 1e-5 (as tests/test_deploy.py's models): with random weights, a branch
-    whose ReLUs are all dead gives an all-zero int8 tensor, and XNNPACK refuses an ADD of scales 1e7 apart.
-    """
-    from mobilenets.models.attention import has_attention
-
-    model = trained_like("mobilenetv4_hybrid_medium")
-    assert has_attention(model) and not has_attention(conv_small)
-    report = quick_export(model, tmp_path / "hybrid_int8.tflite", parity_images=32, quantize="int8",
-                          representative_data="synthetic", calibration_images=16, logits=True)
-    assert report.undelegated == {}
-    assert "BATCH_MATMUL" in report.ops and "SOFTMAX" in report.ops  # kept in float32, delegated
-    assert report.parity.top1_agreement >= 0.8

@@ -3,11 +3,13 @@ epoch, two worker processes side by side; then a point loses its outputs and a s
 that point, reusing the other untouched."""
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from userdata import REPO, write_npz
 
@@ -76,3 +78,34 @@ def test_pareto_runs_end_to_end_and_resumes(tmp_path):
     for model in MODELS:
         for key in ("keras_top1", "float32_top1", "madds", "epochs"):
             assert again[model][key] == rows[model][key]
+
+
+def load_pareto():
+    spec = importlib.util.spec_from_file_location("pareto", REPO / "benchmarks" / "pareto.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def entry(model, width, float32_ms, int8_ms, float32_top1, int8_top1):
+    return {"model": model, "width": width, "float32_ms_mean": float32_ms, "int8_ms_mean": int8_ms,
+            "float32_top1_mean": float32_top1, "int8_top1_mean": int8_top1}
+
+
+def test_learned_group_models_are_compared_with_the_dense_mobilenetv2_front_and_at_the_same_width():
+    pareto = load_pareto()
+    summary = pareto.against_dense([
+        entry("mobilenetv2", 0.35, 0.6, 0.4, 0.72, 0.58),  # thinner, faster and (float32) more accurate
+        entry("mobilenetv2", 0.5, 1.0, 0.5, 0.70, 0.69),
+        entry("mobilenetv2_lgc", 0.5, 0.8, 0.45, 0.64, 0.60),  # between the dense widths in both precisions
+        entry("mobilenetv2_gc_lgc", 0.75, 0.55, 1.2, 0.7, 0.7),  # faster / slower than every dense width
+        entry("mobilenetv3_small", 1.0, 0.9, 0.5, 0.7, 0.7),
+    ])
+    lgc, gc_lgc, v3 = summary[2:]
+    assert lgc["float32_ms_vs_dense"] == pytest.approx(0.8) and lgc["int8_ms_vs_dense"] == pytest.approx(0.9)
+    # the front at 0.8 ms is the 0.35 model's 72%; at 0.45 ms int8, its 58%
+    assert lgc["float32_top1_vs_dense"] == pytest.approx(-8.0) and lgc["int8_top1_vs_dense"] == pytest.approx(2.0)
+    assert gc_lgc["float32_ms_vs_dense"] is None  # no dense 0.75 in this summary
+    assert gc_lgc["float32_top1_vs_dense"] is None  # faster than the whole dense front
+    assert gc_lgc["int8_top1_vs_dense"] == pytest.approx(1.0)  # the front's best, 69%
+    assert "float32_top1_vs_dense" not in v3
