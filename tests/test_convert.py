@@ -113,8 +113,8 @@ def test_converted_model_is_plain_convs_without_gathers_or_masks(pair):
     masked, converted = pair
     assert not learned_group_convs(converted)
     leaf_types = {type(layer).__name__ for layer in leaf_layers(converted)}
-    assert leaf_types <= {"InputLayer", "Normalize", "Conv2D", "DepthwiseConv2D", "BatchNormalization",
-                          "GlobalAveragePooling2D", "Dense"}
+    assert leaf_types <= {"InputLayer", "Normalize", "Conv2D", "GroupConv2D", "DepthwiseConv2D",
+                          "BatchNormalization", "GlobalAveragePooling2D", "Dense"}
     blocks = [layer for layer in converted.layers if isinstance(layer, DeployedInvertedResidual)]
     assert len(blocks) == sum(isinstance(layer, InvertedResidual) for layer in masked.layers)
 

@@ -12,6 +12,7 @@ from mobilenets.models.layers import (
     ChannelShuffle,
     ConvBNAct,
     DepthwiseBNAct,
+    GroupConv2D,
     LearnedGroupConv,
     Normalize,
     SqueezeExcite,
@@ -24,6 +25,26 @@ RNG = np.random.default_rng(0)
 
 def random_input(shape):
     return RNG.normal(size=shape).astype("float32")
+
+
+@pytest.mark.parametrize("kernel_size,strides", [(1, 1), (3, 2)])
+def test_group_conv_computes_what_keras_grouped_conv2d_does_with_the_same_gradients(kernel_size, strides):
+    x = tf.constant(random_input((2, 9, 9, 8)))
+    ours, reference = (layer(12, kernel_size, strides=strides, padding="same", groups=4, use_bias=False)
+                       for layer in (GroupConv2D, keras.layers.Conv2D))
+    ours.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(ours.get_weights())
+    results = []
+    for layer in (ours, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.range(12, dtype=tf.float32))
+        results.append((y, *tape.gradient(loss, [x, layer.kernel])))
+    for value, expected in zip(*results):
+        np.testing.assert_allclose(value.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)  # summation order
+    assert type(ConvBNAct(12, groups=4).conv) is GroupConv2D and type(ConvBNAct(12).conv) is keras.layers.Conv2D
 
 
 def test_make_divisible_matches_tf_slim_rule():

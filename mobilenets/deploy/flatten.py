@@ -62,10 +62,10 @@ class _GraphBuilder:
             layer.set_weights(weights)
         return outputs
 
-    def copy(self, layer, inputs, name=None, weights=None, **kwargs):
-        """A copy of `layer` (same class and config, own weights) applied to `inputs`."""
+    def copy(self, layer, inputs, name=None, weights=None, cls=None, **kwargs):
+        """A copy of `layer` (same class, or `cls`, and config, own weights) applied to `inputs`."""
         config = {**layer.get_config(), "name": self.unique(name or layer.name)}
-        fresh = type(layer).from_config(config)
+        fresh = (cls or type(layer)).from_config(config)
         return self.apply(fresh, inputs, layer.get_weights() if weights is None else weights, **kwargs)
 
     def activation(self, name, x, layer_name):
@@ -87,8 +87,8 @@ def _conv_bn_act(graph, layer, x, prefix):
         x = graph.apply(dense, x, [conv.masked_kernel().numpy()])
     elif isinstance(conv, keras.layers.DepthwiseConv2D):
         x = graph.copy(conv, x, f"{prefix}_depthwise")
-    else:
-        x = graph.copy(conv, x, f"{prefix}_conv")
+    else:  # a GroupConv2D as the standard layer of its config
+        x = graph.copy(conv, x, f"{prefix}_conv", cls=keras.layers.Conv2D)
     x = graph.copy(layer.bn, x, f"{prefix}_bn")
     return graph.activation(layer.activation, x, f"{prefix}_{layer.activation}")
 

@@ -189,6 +189,16 @@ class _ConvNormAct(keras.layers.Layer):
 
 
 @register
+class GroupConv2D(keras.layers.Conv2D):
+    """A standard group convolution (ResNeXt, Xie et al. 2017; IGCV3, Sun et al. 2018) computed by
+    TensorFlow's own grouped Conv2D. Keras compiles a grouped Conv2D with XLA, whose CPU gradient made a
+    MobileNetV2-GC training step 7x MobileNetV2's; this is the same function, kernel and variables."""
+
+    def _jit_compiled_convolution_op(self, inputs, kernel):
+        return self.convolution_op(inputs, kernel)
+
+
+@register
 class ConvBNAct(_ConvNormAct):
     """Conv (no bias) -> BatchNorm -> activation.
 
@@ -216,7 +226,7 @@ class ConvBNAct(_ConvNormAct):
                 raise ModelError("learned group convolution is implemented for 1x1, stride-1 convs only")
             self.conv = LearnedGroupConv(filters, groups, condense_factor, name="conv")
         else:
-            self.conv = keras.layers.Conv2D(
+            self.conv = (GroupConv2D if groups > 1 else keras.layers.Conv2D)(
                 filters, kernel_size, strides=strides, padding=self.conv_padding, groups=groups, use_bias=False,
                 name="conv"
             )
