@@ -192,7 +192,7 @@ class _ConvNormAct(keras.layers.Layer):
 class GroupConv2D(keras.layers.Conv2D):
     """A standard group convolution (ResNeXt, Xie et al. 2017; IGCV3, Sun et al. 2018) computed by
     TensorFlow's own grouped Conv2D. Keras compiles a grouped Conv2D with XLA, whose CPU gradient made a
-    MobileNetV2-GC training step 7x MobileNetV2's; this is the same function, kernel and variables."""
+    MobileNetV2-GC training step 8x slower on a CPU; this is the same function, kernel and variables."""
 
     def _jit_compiled_convolution_op(self, inputs, kernel):
         return self.convolution_op(inputs, kernel)
