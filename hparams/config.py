@@ -378,6 +378,10 @@ class RunConfig(_Section):
     nan_policy on a NaN/inf loss: 'raise' (stop with TrainingDiverged, non-zero exit),
     'stop' (end training, keeping the last good checkpoint) or 'restart' (go back to the last
     good checkpoint with the learning rate times nan_lr_factor, at most nan_restarts times).
+    precise_bn_images: before each validation and each checkpoint, every BatchNorm's moving mean and
+    variance are replaced by their average over this many training images (whole batches, at most
+    one epoch's) under the current weights ("precise BN", Wu & Johnson 2021;
+    mobilenets/training/precise_bn.py); 0 keeps the moving averages.
     """
 
     SECTION = "run"
@@ -394,6 +398,7 @@ class RunConfig(_Section):
     nan_policy: Literal["raise", "stop", "restart"] = "raise"
     nan_lr_factor: float = 0.5
     nan_restarts: int = 3
+    precise_bn_images: int = 1024
 
     def _check(self):
         self._require(self.run_dir is None or self.run_dir != "", "run_dir", "a path or null")
@@ -403,6 +408,7 @@ class RunConfig(_Section):
         self._require(self.log_every >= 1, "log_every", ">= 1")
         self._require(0 < self.nan_lr_factor < 1, "nan_lr_factor", "in (0, 1)")
         self._require(self.nan_restarts >= 0, "nan_restarts", ">= 0")
+        self._require(self.precise_bn_images >= 0, "precise_bn_images", ">= 0 (0 keeps the moving averages)")
         self._require(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch", ">= 1 or null")
         self._require(not (self.strategy == "tpu" and self.mixed_precision == "mixed_float16"), "mixed_precision",
                       "null or 'mixed_bfloat16' with run.strategy=tpu (TPUs have no float16)")

@@ -28,7 +28,7 @@ from typing import List, Optional
 import numpy as np
 import tensorflow as tf
 
-from mobilenets import runs
+from mobilenets import learning, runs
 from mobilenets.runs import KERAS_FILE_EXTENSIONS, load_keras_source, run_dir_of, run_dir_of_checkpoint, source_kind
 # mobilenets.deploy.convert also registers DeployedInvertedResidual, which loading a converted model needs.
 from mobilenets.deploy.convert import convert_learned_group_model, not_convertible
@@ -166,6 +166,7 @@ class Report:
     confusion_matrix: List[List[int]] = dataclasses.field(default_factory=list)  # [true class][predicted class]
     plot: Optional[str] = None  # the PNG of the confusion matrix and per-class top-1
     json: Optional[str] = None  # where the report was written as JSON
+    warnings: List[str] = dataclasses.field(default_factory=list)  # it learned nothing, one class, overfitting
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -363,10 +364,21 @@ def check_class_count(predictor, dataset, classes):
         )
 
 
+def learning_warnings(metrics, names, trained_on, run_dir):
+    """The lines that say the model learned nothing, answers one class, or overfits (mobilenets.learning)."""
+    lines = [learning.dominant_class_warning(metrics.confusion.sum(axis=0).tolist(), names)]
+    if not trained_on:
+        lines.append(learning.chance_warning(metrics.top1, len(metrics.confusion), metrics.num_images, "top-1"))
+        if run_dir:
+            lines.append(learning.overfitting_warning(runs.last_training_top1(run_dir), metrics.top1))
+    return [line for line in lines if line]
+
+
 def make_report(path, kind, loaded, data, split, metrics, which, num_threads, output, json_path, plot_path):
     """The `Report` of `evaluate_path`'s measurement."""
     predictor, converted, cost = loaded.predictor, loaded.converted is not None, loaded.predictor.cost
     names = dataset_class_names(predictor, data)
+    trained_on = data.trained_on(split)
     checkpoint = loaded.checkpoint
     return Report(
         model=path,
@@ -374,7 +386,7 @@ def make_report(path, kind, loaded, data, split, metrics, which, num_threads, ou
         dataset=data.dataset,
         split=split,
         data=data.describe(split, metrics.num_images),
-        trained_on=data.trained_on(split),
+        trained_on=trained_on,
         num_images=metrics.num_images,
         top1=metrics.top1,
         top5=metrics.top5,
@@ -394,6 +406,7 @@ def make_report(path, kind, loaded, data, split, metrics, which, num_threads, ou
         confusion_matrix=metrics.confusion.tolist(),
         plot=os.fspath(plot_path) if plot_path else None,
         json=os.fspath(json_path) if json_path else None,
+        warnings=learning_warnings(metrics, names, trained_on, data.from_run and run_dir_of(path, kind)),
     )
 
 
@@ -514,4 +527,4 @@ def format_report(report):
         lines.append((name if name == "metadata" else f"metadata: {name}", value))
     lines += _per_class_lines(report)
     width = max(len(name) for name, _ in lines)
-    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in lines)
+    return "\n".join([f"{name.ljust(width)}  {value}" for name, value in lines] + report.warnings)

@@ -157,6 +157,18 @@ def run_dir_of_checkpoint(prefix):
     raise CheckpointError(f"no {MODEL_SPEC} next to checkpoint {prefix}; pass the run directory instead")
 
 
+def last_training_top1(run_dir):
+    """The training top-1 of the last epoch in RUN_DIR/log.csv, None when the log or the column is missing."""
+    import csv
+
+    try:
+        with open(os.path.join(run_dir, LOG_FILE), newline="") as f:
+            rows = list(csv.DictReader(f))
+        return float(rows[-1]["accuracy"]) if rows and rows[-1].get("accuracy") else None
+    except (OSError, ValueError, csv.Error):
+        return None
+
+
 def run_dir_of(path, kind):
     """The run directory behind a 'run' or 'checkpoint' source, else None."""
     return path if kind == "run" else run_dir_of_checkpoint(path) if kind == "checkpoint" else None

@@ -20,8 +20,8 @@ import math
 import numpy as np
 import pytest
 
-from userdata import (CLASSES, REPO, assert_ok, error_lines, keras_h5, run_cli, write_cifar10_python, write_npz,
-                      write_photos)
+from userdata import (CLASSES, MEDIAPIPE_INSTALL, REPO, assert_ok, class_images, error_lines, keras_h5, require_module,
+                      run_cli, write_cifar10_python, write_npz, write_photos)
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 QUICK_EXPORT = ("--latency-runs", "5", "--parity-images", "8", "--calibration-images", "16")
@@ -39,7 +39,7 @@ def log_rows(run_dir):
 
 def mediapipe_classify(model_path, image_paths):
     """[(top-1 name, scores summing to 1)] of MediaPipe's ImageClassifier on image files, as an app runs it."""
-    mp = pytest.importorskip("mediapipe")
+    mp = require_module("mediapipe", MEDIAPIPE_INSTALL)
     from mediapipe.tasks.python import BaseOptions, vision
 
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(model_path)), max_results=-1)
@@ -131,23 +131,35 @@ def test_a_photos_finetune_evaluate_export_mediapipe_predict(photos, tmp_path):
     assert_same_predictions(outputs["run"], outputs["float32"])
 
 
+def write_class_photos(folder, labels, seed=7):
+    """folder/class_<label>_<i>.png: one new image of each label in `labels` (never trained on). Returns the paths."""
+    import tensorflow as tf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng, paths = np.random.default_rng(seed), []
+    for i, label in enumerate(labels):
+        paths.append(folder / f"class_{label}_{i}.png")
+        paths[-1].write_bytes(tf.io.encode_png(class_images(label, 1, 32, rng)[0]).numpy())
+    return paths
+
+
 def test_b_partial_cifar10_lgc_convert_export_int8_mediapipe(tmp_path):
-    data = write_cifar10_python(tmp_path / "cifar10", per_batch=30, test=30)  # data_batch_1 and 2 of 5
+    data = write_cifar10_python(tmp_path / "cifar10", per_batch=100, test=50)  # data_batch_1 and 2 of 5
     run = tmp_path / "run"
     trained = assert_ok(run_cli(
         "train.py", "--model", "mobilenetv2_lgc", "--dataset", "cifar10", "--data-dir", data, "--run-dir", run,
-        "--width", "0.35", "--epochs", "2", "--batch-size", "10", "--verbose", "0"))
-    assert "done: 2 epochs" in trained.stdout
+        "--width", "0.35", "--epochs", "4", "--batch-size", "20", "--lr", "0.05", "--verbose", "0"))
+    assert "done: 4 epochs" in trained.stdout and "(chance 0.1, 10 classes)" in trained.stdout
     assert "data_batch_3" in trained.stderr  # the missing batches are named, once
-    rows = log_rows(run)
-    assert len(rows) == 2
+    assert len(log_rows(run)) == 4
 
     plain, converted = tmp_path / "plain.json", tmp_path / "converted.json"
     assert_ok(run_cli("evaluate.py", run, "--json", plain))
     result = assert_ok(run_cli("evaluate.py", run, "--convert", "--json", converted))
     assert (run / "converted.keras").is_file() and "converted" in result.stdout
     plain, converted = read_json(plain), read_json(converted)
-    assert plain["num_images"] == converted["num_images"] == 30  # CIFAR's test split, as the seeds report
+    assert plain["num_images"] == converted["num_images"] == 50  # CIFAR's test split, as the seeds report
+    assert plain["top1"] >= 0.5, plain["per_class"]  # it learned: chance is 0.1
     assert converted["top1"] == pytest.approx(plain["top1"]) and converted["loss"] == pytest.approx(plain["loss"], 1e-4)
     assert [row["label"] for row in converted["per_class"]] == CIFAR10_NAMES
 
@@ -155,45 +167,58 @@ def test_b_partial_cifar10_lgc_convert_export_int8_mediapipe(tmp_path):
     assert_ok(run_cli("export_tflite.py", run, "--quantize", "int8", "-o", path, *QUICK_EXPORT))
     assert read_json(str(path) + ".json")["report"]["calibration"].startswith("16 images of cifar10")
 
-    images = []
-    for i, image in enumerate(np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)):
-        import tensorflow as tf
+    images = write_class_photos(tmp_path / "new", [0, 2, 4, 6, 8, 9])
+    outputs = {}  # predict with the run (Keras) and with the int8 file (LiteRT): the classes of new images
+    for name, model in (("run", run), ("int8", path)):
+        json_path = tmp_path / f"predict_{name}.json"
+        assert_ok(run_cli("-m", "mobilenets.commands.predict", model, *images, "--top-k", "1", "--json", json_path))
+        outputs[name] = {image: top[0][0] for image, top in predictions(json_path).items()}
+    truth = {image.name: CIFAR10_NAMES[int(image.name.split("_")[1])] for image in images}
+    assert sum(outputs["run"][image] == label for image, label in truth.items()) >= 4, outputs["run"]
+    assert sum(outputs["int8"][image] == outputs["run"][image] for image in truth) >= 5, outputs
 
-        images.append(tmp_path / f"image_{i}.png")
-        images[-1].write_bytes(tf.io.encode_png(image).numpy())
-    for name, total in mediapipe_classify(path, images):
-        assert name in CIFAR10_NAMES and total == pytest.approx(1.0, abs=0.02)
+    # last, MediaPipe's ImageClassifier reads the int8 file as an app does: the file's own answers
+    for image, (name, total) in zip(images, mediapipe_classify(path, images)):
+        assert name == outputs["int8"][image.name] and total == pytest.approx(1.0, abs=0.02)
 
 
-def test_c_npz_train_evaluate_predict(tmp_path):
-    data = write_npz(tmp_path / "arrays.npz", n=60, size=32, num_classes=3)
+def test_c_npz_train_with_defaults_evaluate_predict(tmp_path):
+    """(c) an .npz file trained with the defaults (no split, batch or learning-rate settings): it holds out
+    15% (the README's npz row), fits the batch to its 76 training images, learns, and predicts new images."""
+    data = write_npz(tmp_path / "arrays.npz", n=90, size=32, num_classes=3)
     run = tmp_path / "run"
-    assert_ok(run_cli(
+    trained = assert_ok(run_cli(
         "train.py", "--model", "mobilenetv2", "--dataset", "npz", "--data-dir", data, "--run-dir", run,
-        "--width", "0.35", "--epochs", "1", "--batch-size", "8", "--set", "data.validation_fraction=0.25",
-        "--verbose", "0"))
+        "--width", "0.35", "--epochs", "4", "--verbose", "0"))
+    assert "76 training images: batch 16 instead of 64" in trained.stdout
+    config = read_json(run / "config.json")
+    assert config["data"]["validation_fraction"] == 0.15 and config["schedule"]["batch_size"] == 16
+    assert "chance 0.3333, 3 classes" in trained.stdout and "at chance" not in trained.stdout
     report_path = tmp_path / "evaluate.json"
     evaluated = assert_ok(run_cli("evaluate.py", run, "--json", report_path))
     report = read_json(report_path)
-    assert report["num_images"] == 15 and "held out" in evaluated.stdout
-    assert math.isclose(sum(row["top1"] * row["count"] for row in report["per_class"]) / 15, report["top1"])
+    assert report["num_images"] == 14 and "held out" in evaluated.stdout  # round(90 * 0.15)
+    assert report["top1"] >= 12 / 14, report["per_class"]  # chance is 1/3
+    assert "warning" not in evaluated.stdout
 
     import tensorflow as tf
 
-    with np.load(data) as arrays:
-        x = arrays["x"][:3]
+    rng = np.random.default_rng(7)  # new images of each class, never seen
     images = []
-    for i, image in enumerate(x):
-        images.append(tmp_path / f"x_{i}.png")
-        images[-1].write_bytes(tf.io.encode_png(image).numpy())
+    for label in range(3):
+        for i, image in enumerate(class_images(label, 2, 32, rng)):
+            images.append(tmp_path / f"class_{label}_{i}.png")
+            images[-1].write_bytes(tf.io.encode_png(image).numpy())
     json_path = tmp_path / "predict.json"
     result = assert_ok(run_cli("-m", "mobilenets.commands.predict", run, *images, "--top-k", "3", "--json", json_path))
     found = predictions(json_path)
-    assert sorted(found) == [f"x_{i}.png" for i in range(3)]
-    for top in found.values():
+    assert sorted(found) == sorted(image.name for image in images)
+    for name, top in found.items():
         assert sorted(label for label, _ in top) == ["class_0", "class_1", "class_2"]
         assert sum(p for _, p in top) == pytest.approx(1.0, abs=1e-4)
-    assert "x_0.png" in result.stdout
+    right = sum(top[0][0] == f"class_{name.split('_')[1]}" for name, top in found.items())
+    assert right >= 5, found  # of 6 new images
+    assert "class_0_0.png" in result.stdout
 
 
 TIMM_CONV_SMALL = REPO / "tests" / "fixtures" / "timm" / "mobilenetv4_conv_small" / "model.safetensors"

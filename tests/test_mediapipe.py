@@ -12,7 +12,8 @@ label names, scores summing to 1. The metadata is also read back with
 mediapipe's own generated schema classes, not ours.
 
 mediapipe 1.2.3 is installed with `pip install --no-deps mediapipe==1.2.3` (see
-requirements.txt): these tests are skipped without it.
+requirements.txt): without it these tests are skipped on a developer's machine and fail in CI
+(CI=true), in one line that says what to install.
 """
 
 import functools
@@ -22,7 +23,9 @@ import zipfile
 import numpy as np
 import pytest
 
-mp = pytest.importorskip("mediapipe")
+from userdata import MEDIAPIPE_INSTALL, require_module  # noqa: E402
+
+mp = require_module("mediapipe", MEDIAPIPE_INSTALL)
 from mediapipe.tasks.metadata import metadata_schema_py_generated as mp_schema  # noqa: E402
 from mediapipe.tasks.python import BaseOptions, vision  # noqa: E402
 

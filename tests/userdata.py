@@ -9,6 +9,7 @@ Every image is coloured by its class plus noise, so a few steps learn it and a t
 model's figures are far from chance.
 """
 
+import importlib
 import os
 import pickle
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ("daisy", "rose", "tulip")
@@ -38,14 +40,22 @@ def encode(image, fmt):
     return (tf.io.encode_png(image) if fmt == "png" else tf.io.encode_jpeg(image, quality=95)).numpy()
 
 
-def write_photos(root, classes=CLASSES, per_class=12, size=(40, 48), formats=("png", "jpg"), bad_file=True, seed=0):
+def write_photos(root, classes=CLASSES, per_class=12, size=(40, 48), formats=("png", "jpg"), bad_file=True, seed=0,
+                 varied_sizes=False):
     """root/<class>/img_<i>.<fmt> (formats alternate), and root/<first class>/broken.jpg that is not
-    an image when `bad_file`: a folder of photos as a user has it. Returns root."""
+    an image when `bad_file`: a folder of photos as a user has it. varied_sizes: each photo's sides
+    drawn from 0.75-1.5x `size`, as photos differ. Returns root."""
     root = Path(root)
     rng = np.random.default_rng(seed)
+    height, width = (size, size) if isinstance(size, int) else size
     for label, name in enumerate(classes):
         (root / name).mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(class_images(label, per_class, size, rng)):
+        if varied_sizes:
+            images = [class_images(label, 1, (int(height * rng.uniform(0.75, 1.5)), int(width * rng.uniform(0.75, 1.5))),
+                                   rng)[0] for _ in range(per_class)]
+        else:
+            images = class_images(label, per_class, size, rng)
+        for i, image in enumerate(images):
             fmt = formats[i % len(formats)]
             (root / name / f"img_{i:03d}.{fmt}").write_bytes(encode(image, fmt))
     if bad_file:
@@ -109,6 +119,25 @@ def keras_h5(path, name="mobilenetv2", width=0.35, size=32, include_top=True, se
             layer.set_weights([gamma, beta, rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
     model.save_weights(str(path))
     return Path(path)
+
+
+MEDIAPIPE_INSTALL = "pip install --no-deps mediapipe==1.2.3 (README: the three commands)"
+
+
+def in_ci():
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_module(name, install):
+    """The module `name`. Where it cannot be imported: a skip on a developer's machine, a failure in CI
+    (CI=true), with one line saying what to install."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        message = f"{name} cannot be imported ({error}): {install}"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
 
 
 def run_cli(*argv, cwd=REPO, timeout=900, env=None):

@@ -20,7 +20,8 @@ from mobilenets.io import atomic_path
 LOG_FILE = "log.csv"  # mobilenets.runs.LOG_FILE, spelled here: importing mobilenets.runs loads TensorFlow
 # (panel title, [(column, line style)]): solid is training, dashed validation.
 PANELS = (
-    ("loss", [("loss", "-"), ("val_loss", "--")]),
+    ("cross-entropy", [("cross_entropy", "-"), ("val_cross_entropy", "--")]),
+    ("loss", [("loss", "-"), ("val_loss", "--")]),  # with the penalties and label smoothing
     ("top-1", [("accuracy", "-"), ("val_accuracy", "--")]),
     ("learning rate", [("learning_rate", "-")]),
     ("LGC sparsity", [("lgc_sparsity", "-")]),

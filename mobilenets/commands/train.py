@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 
+from mobilenets import learning
 from mobilenets.commands import cli
 
 # flag -> config key; the value is parsed and checked by hparams like a --set value.
@@ -72,6 +73,17 @@ def overrides_of(args):
     return shortcuts + switches + args.overrides
 
 
+def learning_warnings(result):
+    """The lines that say a finished run learned nothing that holds on held-out images, or overfits."""
+    validation = result.last("val_accuracy")
+    if validation is None:
+        return []
+    lines = [learning.overfitting_warning(result.last("accuracy"), validation),
+             learning.chance_warning(validation, result.num_classes, result.validation_examples,
+                                     "validation top-1 of the last epoch")]
+    return [line for line in lines if line]
+
+
 def main(argv=None):
     args = parse_args(argv)
     from hparams import describe_preset, list_presets
@@ -83,7 +95,8 @@ def main(argv=None):
         return 0
 
     def train_and_report():
-        config = resolve_config(args.model, args.preset, args.config, overrides_of(args))
+        config = resolve_config(args.model, args.preset, args.config, overrides_of(args),
+                                log=None if args.print_config else print)
         if args.print_config:
             print(json.dumps(config.to_dict(), indent=2))
             return 0
@@ -91,10 +104,12 @@ def main(argv=None):
         verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
         result = trainer.train(config, sync_batchnorm=args.sync_batchnorm, verbose=verbose,
                                run_eagerly=args.run_eagerly)
-        best = "n/a" if result.best_top1 is None else f"{result.best_top1:.4f}"
+        best = "n/a" if result.best_top1 is None else learning.with_chance(result.best_top1, result.num_classes)
         epochs = f"{result.epochs_done} epoch{'' if result.epochs_done == 1 else 's'}"
         print(f"{'stopped' if result.diverged else 'done'}: {epochs}, best validation top-1 {best}, run directory "
               f"{result.run_dir}")
+        for warning in learning_warnings(result):
+            print(warning)
         return 1 if result.diverged else 0
 
     try:

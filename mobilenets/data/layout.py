@@ -46,6 +46,21 @@ def holds_images(directory):
     return any(is_image(f) for _, _, files in os.walk(directory) for f in files)
 
 
+def class_image_counts(root):
+    """{class name: image files} of the training classes of `root` (ROOT/<class>/ or ROOT/train/<class>/),
+    counted by extension as the folder source lists them (hidden folders are not classes)."""
+    top = root if is_flat(root) else split_dir(root, "train")
+    if top is None:
+        return {}
+    counts = {}
+    for name in subfolders(top):
+        counts[name] = 0
+        for where, below, files in os.walk(os.path.join(top, name)):
+            below[:] = [d for d in below if not d.startswith(".")]
+            counts[name] += sum(map(is_image, files))
+    return counts
+
+
 def photo_class_folders(root):
     """How many class folders of images `root` holds (ROOT/<class>/ or ROOT/<split>/<class>/), 0 if none."""
     if not os.path.isdir(root):

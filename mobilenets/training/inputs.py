@@ -24,7 +24,7 @@ from mobilenets.errors import DataError
 from mobilenets.runs import source_options, validation_split
 
 
-DATA_STREAM, DROPOUT_STREAM = 0, 1
+DATA_STREAM, DROPOUT_STREAM, PRECISE_BN_STREAM = 0, 1, 2
 
 
 def epoch_seed(seed, epoch, stream=DATA_STREAM):
@@ -43,6 +43,7 @@ class DataPlan:
     train_examples: int
     validation_split: Optional[str]  # 'validation', else 'test' (CIFAR's validation split), else None
     steps_per_epoch: int
+    validation_examples: Optional[int] = None  # None when unknown or there is no validation split
 
     @property
     def has_validation(self):
@@ -69,8 +70,9 @@ def plan_data(config):
         raise DataError(f"{config.data.dataset!r} has {train_examples or 'an unknown number of'} training examples, "
                         f"not one batch of schedule.batch_size={batch}: lower the batch size or set "
                         f"run.steps_per_epoch")
-    return DataPlan(config.data.dataset, config.data.data_dir, options, int(num_classes), train_examples,
-                    validation_split(info.splits), int(steps))
+    held_out = validation_split(info.splits)
+    return DataPlan(config.data.dataset, config.data.data_dir, options, int(num_classes), train_examples, held_out,
+                    int(steps), info.splits.get(held_out) if held_out else None)
 
 
 def _image_size(config):
@@ -93,15 +95,23 @@ def batch_mixing(config, num_classes):
                        config.regularization.label_smoothing)
 
 
-def training_dataset(config, plan, epoch):
-    """The batches of `epoch` (global batch, exactly plan.steps_per_epoch of them)."""
+def training_dataset(config, plan, epoch, stream=DATA_STREAM, mix=True):
+    """The batches of `epoch` (global batch, exactly plan.steps_per_epoch of them); another `stream`
+    draws another order and augmentation of the same images. mix: Mixup / CutMix as configured."""
     data = config.data
     dataset = make_dataset(plan.name, "train", config.schedule.batch_size, training=True, data_dir=plan.data_dir,
-                           image_size=_image_size(config), seed=epoch_seed(config.run.seed, epoch),
+                           image_size=_image_size(config), seed=epoch_seed(config.run.seed, epoch, stream),
                            augment=data.augmentation, shuffle_buffer=data.shuffle_buffer,
-                           stages=augmentation_stages(config), mix=batch_mixing(config, plan.num_classes),
-                           **plan.options)
+                           stages=augmentation_stages(config),
+                           mix=batch_mixing(config, plan.num_classes) if mix else None, **plan.options)
     return dataset.take(plan.steps_per_epoch)
+
+
+def precise_bn_batches(config, plan, epoch):
+    """The training batches whose statistics precise BN averages after `epoch` (run.precise_bn_images
+    images in whole batches, at most an epoch's; augmented as training is, unmixed)."""
+    batches = min(plan.steps_per_epoch, -(-config.run.precise_bn_images // config.schedule.batch_size))
+    return training_dataset(config, plan, epoch, PRECISE_BN_STREAM, mix=False).take(batches)
 
 
 def validation_dataset(config, plan, batch_size=None):

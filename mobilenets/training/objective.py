@@ -65,6 +65,17 @@ class Top1Accuracy(keras.metrics.Mean):
         return super().update_state(tf.cast(tf.equal(labels, predicted), self.dtype), sample_weight)
 
 
+class CrossEntropy(keras.metrics.Mean):
+    """Mean cross-entropy of logits and integer or soft labels, without label smoothing or penalties: the
+    loss evaluate.py reports ('loss' in a run's logs adds the penalties and smoothing)."""
+
+    def __init__(self, name="cross_entropy", dtype=None):
+        super().__init__(name=name, dtype=dtype)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(SparseCrossEntropy(int(y_pred.shape[-1])).call(y_true, y_pred), sample_weight)
+
+
 class Classifier(keras.Model):
     """`network` (raw pixels -> logits) with the loss above; `penalty()` is the regularization part."""
 
@@ -95,13 +106,13 @@ class Classifier(keras.Model):
         return super().compute_metrics(x, y, tf.cast(y_pred, tf.float32), sample_weight)
 
     def compile_objective(self, optimizer, label_smoothing=0.0, jit_compile=False, run_eagerly=False):
-        """Compiles with the smoothed cross-entropy and top-1 accuracy ('accuracy'), both for integer
-        or soft labels."""
+        """Compiles with the smoothed cross-entropy, top-1 accuracy ('accuracy') and the plain
+        cross-entropy ('cross_entropy'), each for integer or soft labels."""
         num_classes = int(self.network.output_shape[-1])
         self.compile(
             optimizer=optimizer,
             loss=SparseCrossEntropy(num_classes, label_smoothing),
-            metrics=[Top1Accuracy(name="accuracy")],
+            metrics=[Top1Accuracy(name="accuracy"), CrossEntropy()],
             jit_compile=jit_compile,
             run_eagerly=run_eagerly,
         )

@@ -9,9 +9,17 @@ preset of --model or of the file's own model.name, else from the Config defaults
 (no TensorFlow), so a wrong flag fails in a fraction of a second.
 
 A flat folder of photos (data.dataset=folder, ROOT/<class>/*.jpg, no train/validation folders)
-holds out FOLDER_VALIDATION_FRACTION of each class for validation unless the command (a --set or
-the config file) sets data.validation_fraction: users expect a validation figure, and the resolved
-config.json records the split so that evaluation and export find it.
+holds out HELD_OUT_BY_DEFAULT['folder'] of each class for validation, an npz file
+HELD_OUT_BY_DEFAULT['npz'] of its examples, unless the command (a --set or the config file) sets
+data.validation_fraction: users expect a validation figure, and the resolved config.json records
+the split so that evaluation and export find it. A folder with one class, or a class too small to
+be split, is refused here, before any work.
+
+Small data (a folder or an npz file): when the preset's batch would give fewer than
+MIN_STEPS_PER_EPOCH steps an epoch, and the command sets no batch size, the batch is halved until
+it gives them (not below MIN_BATCH_SIZE) and the learning rate scaled with it (linear scaling,
+Goyal et al. 2017) unless the command sets it: 320 photos at the presets' batch 64 give 4 steps an
+epoch, too few for a short schedule to learn anything.
 
 timm's weights (model.weights a .safetensors file or hub id, mobilenets.models.timm_weights) set how the
 model is built, as the checkpoint was trained: its normalization, bn_epsilon 1e-5, symmetric padding,
@@ -21,12 +29,15 @@ downloaded here (or found in the cache), so that offline fails at once, before T
 
 import os
 
+import numpy as np
+
 from hparams import Config, apply_overrides, default_preset_for_model, get_preset
 from hparams.config import read_config_file
-from mobilenets.data.layout import is_flat
+from mobilenets.data.layout import class_image_counts, is_flat
 from mobilenets.errors import ConfigError
 
-FOLDER_VALIDATION_FRACTION = 0.2  # as the finetune preset
+HELD_OUT_BY_DEFAULT = {"folder": 0.2, "npz": 0.15}  # the finetune preset's; the npz source's
+MIN_STEPS_PER_EPOCH, MIN_BATCH_SIZE = 16, 16
 
 
 def _base(model, preset, file_data):
@@ -37,8 +48,9 @@ def _base(model, preset, file_data):
     return default_preset_for_model(name) if name else Config()
 
 
-def resolve_config(model=None, preset=None, config_file=None, overrides=()):
-    """The resolved hparams.Config; ConfigError (one line) on any mistake."""
+def resolve_config(model=None, preset=None, config_file=None, overrides=(), log=None):
+    """The resolved hparams.Config; ConfigError (one line) on any mistake. log(line) hears what was
+    fitted to the data (the batch of a small dataset)."""
     if not (model or preset or config_file):
         raise ConfigError("say what to train: --model NAME (its default preset), --preset NAME or --config FILE")
     file_data = read_config_file(config_file) if config_file else {}
@@ -52,7 +64,9 @@ def resolve_config(model=None, preset=None, config_file=None, overrides=()):
         config = apply_overrides(config, [f"model.name={model}"])
     config = apply_overrides(config, list(overrides))
     if _holds_out_by_default(config, file_data, overrides):
-        config = apply_overrides(config, [f"data.validation_fraction={FOLDER_VALIDATION_FRACTION}"])
+        config = apply_overrides(config, [f"data.validation_fraction={HELD_OUT_BY_DEFAULT[config.data.dataset]}"])
+    examples = _training_examples(config)
+    config = _batch_fitted_to_data(config, examples, file_data, overrides, log)
     return _built_for_timm_weights(config, file_data, overrides)
 
 
@@ -80,12 +94,78 @@ def _built_for_timm_weights(config, file_data, overrides):
 
 
 def _holds_out_by_default(config, file_data, overrides):
-    """True for a flat folder of photos whose validation fraction is 0 and not set by the command."""
+    """True for a flat folder of photos or an npz file whose validation fraction is 0 and not set by the command."""
     data = config.data
-    if data.dataset != "folder" or data.validation_fraction or not data.data_dir:
+    if data.dataset not in HELD_OUT_BY_DEFAULT or data.validation_fraction or not data.data_dir:
         return False
-    file_data = file_data.get("data") if isinstance(file_data, dict) else None
-    set_by_file = isinstance(file_data, dict) and "validation_fraction" in file_data
-    set_by_override = any(str(o).split("=", 1)[0].strip() == "data.validation_fraction" for o in overrides)
-    root = os.path.expanduser(data.data_dir)
-    return not (set_by_file or set_by_override) and os.path.isdir(root) and is_flat(root)
+    if _set_by_command("data", "validation_fraction", file_data, overrides):
+        return False
+    path = os.path.expanduser(data.data_dir)
+    return os.path.isfile(path) if data.dataset == "npz" else os.path.isdir(path) and is_flat(path)
+
+
+def _held_out(count, fraction):
+    """Examples of a class of `count` held out for validation (mobilenets.data.folder.held_out's rounding)."""
+    return int(round(count * fraction))
+
+
+def _training_examples(config):
+    """Training examples of a folder or npz dataset, counted from file names or the labels alone (None
+    for other datasets or data that cannot be read: its loader says why later). Refuses, in one line,
+    data with one class and flat-folder classes too small to split."""
+    data = config.data
+    if data.dataset not in HELD_OUT_BY_DEFAULT or not data.data_dir:
+        return None
+    path = os.path.expanduser(data.data_dir)
+    if data.dataset == "npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                labels = np.asarray(archive["y"])
+        except Exception:  # noqa: BLE001 (mobilenets.data.npz names what is wrong with it)
+            return None
+        counts = {str(label): int(n) for label, n in zip(*np.unique(labels, return_counts=True))}
+        what = f"{path} holds one class (label {next(iter(counts), 'none')})"
+        _require_classes(counts, what, "save images of at least two classes in y")
+        return len(labels) - _held_out(len(labels), data.validation_fraction)
+    if not os.path.isdir(path):
+        return None
+    counts = {name: n for name, n in class_image_counts(path).items() if n}
+    if not counts:
+        return None
+    what = f"{path} holds one class folder of images ({next(iter(counts))})"
+    _require_classes(counts, what, "add a folder of images for each other class: ROOT/<class_name>/*.jpg")
+    fraction = data.validation_fraction if is_flat(path) else 0.0
+    for name, count in counts.items():
+        held = _held_out(count, fraction)
+        if fraction and (held == 0 or held == count):
+            need = next(n for n in range(2, 1000) if 0 < _held_out(n, fraction) < n)
+            raise ConfigError(f"class {name!r} of {path} has {count} image{'' if count == 1 else 's'}, too few to "
+                              f"hold out data.validation_fraction={fraction:g} of them and train on the rest: add "
+                              f"images (at least {need}) or make ROOT/train/ and ROOT/val/ folders yourself")
+    return sum(count - _held_out(count, fraction) for count in counts.values())
+
+
+def _require_classes(counts, what, how):
+    if len(counts) < 2:
+        raise ConfigError(f"{what}: a classifier needs at least two classes; {how}")
+
+
+def _batch_fitted_to_data(config, examples, file_data, overrides, log):
+    """`config` with the batch (and, unless the command sets it, the learning rate) of a small dataset (module docstring)."""
+    batch = config.schedule.batch_size
+    if (not examples or config.run.steps_per_epoch or _set_by_command("schedule", "batch_size", file_data, overrides)
+            or examples // batch >= MIN_STEPS_PER_EPOCH):
+        return config
+    fitted = batch
+    while fitted // 2 >= MIN_BATCH_SIZE and examples // fitted < MIN_STEPS_PER_EPOCH:
+        fitted //= 2
+    if fitted == batch:
+        return config
+    changes = {"schedule.batch_size": fitted}
+    lr = config.optimizer.lr
+    if not _set_by_command("optimizer", "lr", file_data, overrides):
+        changes["optimizer.lr"] = lr = lr * fitted / batch
+    if log:
+        log(f"{examples} training images: batch {fitted} instead of {batch} ({max(examples // fitted, 1)} steps an "
+            f"epoch instead of {examples // batch}), learning rate {lr:g}; --batch-size and --lr set them")
+    return apply_overrides(config, changes)

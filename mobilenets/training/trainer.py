@@ -17,6 +17,11 @@ BatchNorm in inference mode); then the layers from finetune.unfreeze_from on tra
 the lower rate of optimization.learning_rate_schedule. The phase is a function of the epoch, so
 resuming puts a run back in its phase.
 
+BatchNorm statistics (run.precise_bn_images, precise_bn.py): before each validation and each
+checkpoint every BatchNorm's moving mean and variance are recomputed over training batches under the
+current weights (for the weight average when there is one), so that a short schedule validates,
+exports and predicts with statistics that fit its weights.
+
 Weight EMA (regularization.ema_decay > 0, ema.py): an exponential moving average of the weights
 is updated after every step and checkpointed with the run; validation (and so best/) uses the
 averaged weights, as do evaluation, export and conversion of the run (mobilenets/runs.py), and
@@ -33,6 +38,7 @@ import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets.models.condensation import condensenet_schedule, learned_group_convs
+from mobilenets.models.costs import count
 from mobilenets.errors import ConfigError
 from mobilenets.training.starting_weights import load_starting_weights
 from mobilenets.models.registry import build_model
@@ -42,7 +48,9 @@ from mobilenets.training import lock
 from mobilenets.training.checkpointing import TrainingState
 from mobilenets.training.distribute import check_batch_size, is_chief, make_strategy, synchronize_batch_norm
 from mobilenets.training.ema import AverageWeights, WeightAverage
-from mobilenets.training.inputs import DROPOUT_STREAM, epoch_seed, plan_data, training_dataset, validation_dataset
+from mobilenets.training.inputs import (DROPOUT_STREAM, epoch_seed, plan_data, precise_bn_batches, training_dataset,
+                                        validation_dataset)
+from mobilenets.training.precise_bn import PreciseBatchNorm
 from mobilenets.training.objective import Classifier
 from mobilenets.training.optimization import coupled_weight_decay, learning_rate_schedule, make_optimizer
 from mobilenets.training.rundir import check_resumable, remove_unused, resolve_run_dir
@@ -56,6 +64,13 @@ class TrainingResult:
     best_top1: Optional[float]
     diverged: Optional[str]  # the message, when the loss became NaN/inf and the run stopped
     network: keras.Model  # with the averaged weights when the run keeps an EMA (and did not diverge)
+    num_classes: int = 0
+    validation_examples: Optional[int] = None  # images the run validates on (None: unknown or none)
+
+    def last(self, key):
+        """The last trained epoch's `key` ('accuracy', 'val_accuracy'...), None when this call trained none."""
+        value = self.history[-1].get(key) if self.history else None
+        return None if value is None else float(value)
 
 
 def build_kwargs(config, num_classes):
@@ -205,7 +220,8 @@ class Trainer:
         c, p = self.config, self.plan
         where = f"resuming after epoch {self.start_epoch}" if resuming else "starting"
         epochs = f"{c.schedule.epochs} epoch{'' if c.schedule.epochs == 1 else 's'}"
-        self.log(f"{c.model.name} ({self.network.count_params():,} parameters) on {c.data.dataset}: "
+        params = count(self.network).params  # trainable, BatchNorm statistics excluded: evaluate's figure
+        self.log(f"{c.model.name} ({params:,} parameters) on {c.data.dataset}: "
                  f"{epochs} x {p.steps_per_epoch} steps of {c.schedule.batch_size} images on "
                  f"{self.strategy.num_replicas_in_sync} replica(s); {where} in {self.run_dir}")
 
@@ -219,6 +235,8 @@ class Trainer:
             self.guard,
             cb.Condensation(self.network, self.condensation_steps, self.log),
             *([AverageWeights(self.ema)] if self.ema else []),
+            *([PreciseBatchNorm(self.network, lambda epoch: precise_bn_batches(c, self.plan, epoch), self.ema)]
+              if c.run.precise_bn_images else []),
             cb.ReseedDropout(self.network, lambda epoch: epoch_seed(c.run.seed, epoch, stream=DROPOUT_STREAM)),
             cb.SaveCheckpoints(self.state, c.run.checkpoint_every, c.schedule.epochs, self.guard),
         ]
@@ -310,7 +328,7 @@ class Trainer:
             self.ema.copy_to_network()
         best = float(self.state.best_top1.numpy())
         return TrainingResult(self.run_dir, int(self.state.epoch.numpy()), history, best if best >= 0 else None,
-                              diverged, self.network)
+                              diverged, self.network, self.plan.num_classes, self.plan.validation_examples)
 
     def _clean_up_worker_dirs(self):
         if not self.chief:
