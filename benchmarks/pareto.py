@@ -372,12 +372,24 @@ def last_line(path):
 
 
 def time_files(rows, args):
-    """Adds float32_ms and int8_ms to each row: every file timed in this process, interleaved."""
-    paths = [os.path.join(args.out, row[f"{precision}_file"]) for row in rows for precision in PRECISIONS]
-    latencies = iter(interleaved_latencies_ms(paths, args.threads, args.runs, args.warmup))
-    for row in rows:
+    """Adds float32_ms and int8_ms to each row: every file on disk timed in this process, interleaved, and the
+    figures kept in its point.json; a point whose files are not here (its point.json came from another
+    machine: .tflite files stay out of git) keeps the figures timed there."""
+    here = [row for row in rows if all(os.path.exists(os.path.join(args.out, row[f"{p}_file"])) for p in PRECISIONS)]
+    elsewhere = [row for row in rows if row not in here]
+    missing = [row for row in elsewhere if any(row.get(f"{p}_ms") is None for p in PRECISIONS)]
+    if missing:
+        raise SystemExit(f"error: {len(missing)} point(s) have neither their .tflite files nor timings (first: "
+                         f"{missing[0]['model']} {missing[0]['width']:g} seed {missing[0]['seed']}); delete their "
+                         f"point.json to train them again")
+    if elsewhere:
+        print(f"{len(elsewhere)} point(s) keep the latencies timed where their files were made (files not here)")
+    paths = [os.path.join(args.out, row[f"{precision}_file"]) for row in here for precision in PRECISIONS]
+    latencies = iter(interleaved_latencies_ms(paths, args.threads, args.runs, args.warmup) if paths else ())
+    for row in here:
         for precision in PRECISIONS:
             row[f"{precision}_ms"] = next(latencies)
+        write_json(os.path.join(args.out, os.path.dirname(row["float32_file"]), POINT_FILE), row)
 
 
 def summarize(rows):
@@ -494,8 +506,20 @@ def signed(points):
     return "n/a (faster than every dense width)" if points is None else f"{points:+.1f} points"
 
 
+def finished_points(out):
+    """Every point of OUT with a result file, whichever command ran it (a --models subset reports the whole grid)."""
+    found = []
+    for name in sorted(os.listdir(os.path.join(out, "points")) if os.path.isdir(os.path.join(out, "points")) else ()):
+        record = read_json(os.path.join(out, "points", name, POINT_FILE))
+        if record:
+            found.append(Point(record["model"], float(record["width"]), int(record["seed"])))
+    return found
+
+
 def report(points, args):
-    """Times the finished points' files and writes the CSVs and the plot; returns the rows."""
+    """Times the finished points' files (these `points` and every other finished point of args.out) and writes
+    the CSVs and the plot; returns the rows."""
+    points = list(dict.fromkeys([*points, *finished_points(args.out)]))
     rows = [record for record in (read_json(p.file(args.out, POINT_FILE)) for p in points) if record]
     if not rows:
         print("no finished points to report")

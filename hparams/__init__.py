@@ -33,12 +33,13 @@ from .presets import (
     get_preset,
     list_presets,
     register_preset,
+    summarize_preset,
 )
 
 __all__ = [
     "Config", "ModelConfig", "DataConfig", "OptimizerConfig", "ScheduleConfig", "RegularizationConfig",
     "LGCConfig", "RunConfig", "FinetuneConfig", "SECTIONS", "MODEL_NAMES", "LGC_MODEL_NAMES", "DATASET_NUM_CLASSES",
     "apply_overrides", "parse_override", "valid_keys",
-    "get_preset", "list_presets", "describe_preset", "register_preset",
+    "get_preset", "list_presets", "describe_preset", "summarize_preset", "register_preset",
     "default_preset_for_model", "default_preset_name", "DEFAULT_PRESET_FOR_MODEL",
 ]

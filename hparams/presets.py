@@ -74,6 +74,13 @@ def describe_preset(name):
     return " ".join(_lookup(name).__doc__.split())
 
 
+def summarize_preset(name, width=100):
+    """The first sentence of the preset's description, cut to `width` characters (one line of --list-presets)."""
+    text = describe_preset(name)
+    first = text.split(". ", 1)[0].rstrip(".")
+    return first if len(first) <= width else first[: width - 3].rstrip() + "..."
+
+
 # ----- default preset per model ------------------------------------------------------------------
 # Every model defaults to a CIFAR-100 recipe (the seed's benchmark, downloadable in minutes, so
 # `train.py --model X` runs anywhere and results compare across the family). ImageNet recipes

@@ -507,3 +507,14 @@ def test_overridden_configs_survive_save_and_load(preset, overrides):
 def test_any_positive_learning_rate_round_trips_through_text(lr):
     config = apply_overrides(get_preset("smoke"), [f"optimizer.lr={lr!r}"])
     assert config.optimizer.lr == lr and not math.isnan(config.optimizer.lr)
+
+
+def test_finetune_epochs_scale_its_head_phase():
+    """`--preset finetune --epochs 2` trains the head 1 epoch of 2, as the preset's 10 of 20 (issue 33)."""
+    from mobilenets.training.settings import resolve_config
+
+    heads = {epochs: resolve_config(preset="finetune", overrides=[f"schedule.epochs={epochs}"]).finetune.head_epochs
+             for epochs in (1, 2, 4, 20, 40)}
+    assert heads == {1: 0, 2: 1, 4: 2, 20: 10, 40: 20}
+    chosen = resolve_config(preset="finetune", overrides=["schedule.epochs=4", "finetune.head_epochs=3"])
+    assert chosen.finetune.head_epochs == 3  # what the command sets stays

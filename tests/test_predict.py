@@ -195,6 +195,25 @@ def test_top_k_and_batches_of_images(run_dir, run_predictions, good_images, work
         np.testing.assert_allclose([e["probability"] for e in top], [e["probability"] for e in expected], atol=1e-6)
 
 
+def test_a_directory_scores_every_image_in_it(run_dir, run_predictions, photos, workdir, capfd):
+    """`mobilenets-predict RUN photos/rose`: the folder's images, sorted, as if listed one by one."""
+    folder = photos / "rose"
+    listed = sorted(str(path) for path in folder.iterdir())
+    json_path = workdir / "folder.json"
+    assert predict.main([str(run_dir), str(folder), "--json", str(json_path)]) == 0
+    by_folder = json.loads(json_path.read_text())
+    assert [p["image"] for p in by_folder] == listed
+    json_path = workdir / "files.json"
+    assert predict.main([str(run_dir), *listed, "--json", str(json_path)]) == 0
+    assert json.loads(json_path.read_text()) == by_folder
+    empty = workdir / "empty_folder"
+    empty.mkdir(exist_ok=True)
+    capfd.readouterr()
+    assert predict.main([str(run_dir), str(empty)]) == 2
+    assert capfd.readouterr().err.strip() == f"error: {empty} holds no image files (.jpg, .png, .bmp, .gif, .webp); " \
+                                             "pass images or a folder of them"
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--top-k", "0"], "--top-k must be a positive integer, got '0'"),
     (["--top-k", "two"], "--top-k must be a positive integer, got 'two'"),

@@ -2,6 +2,7 @@
 
     mobilenets-predict runs/flowers photo.jpg more/*.png
     mobilenets-predict flowers.tflite photo.jpg --top-k 3 --json predictions.json
+    mobilenets-predict runs/flowers photos/                  # every image in a directory and below it
 
 Prints one line per image, best class first:
 
@@ -42,7 +43,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="run directory, checkpoint prefix, .keras/.h5 file, SavedModel directory "
                                       "or .tflite file")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG or PNG files (or GIF, BMP...)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="JPEG or PNG files (or GIF, BMP...), or directories: every image in them, sorted")
     parser.add_argument("--top-k", default="5", help="classes per image (default 5; at most the number of classes)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the predictions as JSON")
     parser.add_argument(
@@ -252,11 +254,33 @@ def format_prediction(result):
     return f"{result['image']}: {classes}"
 
 
+def image_paths(arguments):
+    """The files of `arguments`, each directory replaced by the image files in it and below it, sorted
+    (hidden folders left out); ConfigError for a directory without images."""
+    from mobilenets.data.layout import is_image
+
+    paths = []
+    for argument in arguments:
+        if not os.path.isdir(argument):
+            paths.append(argument)
+            continue
+        found = []
+        for where, below, files in os.walk(argument):
+            below[:] = sorted(d for d in below if not d.startswith("."))
+            found += [os.path.join(where, f) for f in sorted(files) if is_image(f)]
+        if not found:
+            raise ConfigError(f"{argument} holds no image files (.jpg, .png, .bmp, .gif, .webp); pass images or "
+                              f"a folder of them")
+        paths += found
+    return paths
+
+
 def predict_and_print(args):
     """The command: prints each image's top-k, writes --json; 1 when an image failed, else 0."""
     from mobilenets.io import reporting_write_errors, write_json
 
     k = positive_int(args.top_k, "--top-k")
+    paths = image_paths(args.images)
     threads = None if args.num_threads is None else positive_int(args.num_threads, "--num-threads")
     classifier = load_classifier(args.model, args.checkpoint, threads)
     if classifier.labels_note:
@@ -268,7 +292,7 @@ def predict_and_print(args):
         print(f"error: {path}: cannot decode ({reason}); pass a JPEG or PNG image", file=sys.stderr)
 
     results = []
-    for result in predict(classifier, args.images, min(k, len(classifier.labels)), report_error):
+    for result in predict(classifier, paths, min(k, len(classifier.labels)), report_error):
         print(format_prediction(result), flush=True)
         results.append(result)
     if args.json:

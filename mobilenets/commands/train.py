@@ -62,7 +62,8 @@ def parse_args(argv=None):
                      help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
     run.add_argument("--run-eagerly", action="store_true", help="run the train step eagerly (debugging, tiny runs)")
     run.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
-    run.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    run.add_argument("--list-presets", nargs="?", const="", default=None, metavar="NAME",
+                     help="list the presets, one line each, and exit; with a NAME, that preset's whole description")
     return parser.parse_args(argv)
 
 
@@ -86,13 +87,16 @@ def learning_warnings(result):
 
 def main(argv=None):
     args = parse_args(argv)
-    from hparams import describe_preset, list_presets
+    from hparams import describe_preset, list_presets, summarize_preset
     from mobilenets.training.settings import resolve_config
 
-    if args.list_presets:
+    if args.list_presets == "":
         for name in list_presets():
-            print(f"{name}: {describe_preset(name)}")
+            print(f"{name}: {summarize_preset(name)}")
+        print("python train.py --list-presets NAME: the whole description of one")
         return 0
+    if args.list_presets:
+        return cli.run(lambda: print(f"{args.list_presets}: {describe_preset(args.list_presets)}"))
 
     def train_and_report():
         config = resolve_config(args.model, args.preset, args.config, overrides_of(args),

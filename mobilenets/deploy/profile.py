@@ -96,13 +96,13 @@ def _time_ms(interpreter, runs, warmup):
 def _detail(model, op, label):
     graph = model.subgraphs[0]
     if label.startswith(("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")) and len(op.inputs) > 1:
-        weights = list(graph.tensors[op.inputs[1]].shape)
+        weights = [int(side) for side in graph.tensors[op.inputs[1]].shape]
         groups = ""
         if label.startswith("CONV_2D"):
             channels_in = int(graph.tensors[op.inputs[0]].shape[-1])
             if weights[-1] and channels_in // weights[-1] > 1:
                 groups = f" groups={channels_in // weights[-1]}"
-        return f"w{weights}{groups}"
+        return f"w{'x'.join(map(str, weights))}{groups}"
     return ""
 
 

@@ -62,12 +62,28 @@ def resolve_config(model=None, preset=None, config_file=None, overrides=(), log=
             raise ConfigError(f"{config_file}: {error}") from None
     if model:
         config = apply_overrides(config, [f"model.name={model}"])
-    config = apply_overrides(config, list(overrides))
+    config = apply_overrides(config, _head_epochs_scaled(config, file_data, list(overrides)))
     if _holds_out_by_default(config, file_data, overrides):
         config = apply_overrides(config, [f"data.validation_fraction={HELD_OUT_BY_DEFAULT[config.data.dataset]}"])
     examples = _training_examples(config)
     config = _batch_fitted_to_data(config, examples, file_data, overrides, log)
     return _built_for_timm_weights(config, file_data, overrides)
+
+
+def _head_epochs_scaled(config, file_data, overrides):
+    """`overrides`, plus finetune.head_epochs scaled with a schedule.epochs they set (and a head phase they
+    leave alone): `--preset finetune --epochs 2` trains the head 1 epoch of 2, as the preset's 10 of 20."""
+    head, epochs = config.finetune.head_epochs, config.schedule.epochs
+    if not head or _set_by_command("finetune", "head_epochs", file_data, overrides):
+        return overrides
+    wanted = [o.split("=", 1)[1] for o in map(str, overrides) if o.split("=", 1)[0].strip() == "schedule.epochs"]
+    try:
+        new = int(wanted[-1]) if wanted else None
+    except ValueError:
+        return overrides  # hparams says what is wrong with it
+    if new is None or new < 1 or new == epochs:
+        return overrides
+    return [f"finetune.head_epochs={min(new - 1, max(1, round(head * new / epochs)) if new > 1 else 0)}", *overrides]
 
 
 def _set_by_command(section, key, file_data, overrides):
