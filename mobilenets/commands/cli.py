@@ -61,12 +61,23 @@ def probe_devices():
     return names
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """warnings.showwarning for the commands: `warning: <message>`, without the source path and code line."""
+    print(f"warning: {message}", file=file or sys.stderr)
+
+
 def run(action):
-    """Calls `action()`; a MobilenetsError becomes `error: <message>` on stderr and exit code 2."""
+    """Calls `action()`; a MobilenetsError becomes `error: <message>` on stderr and exit code 2. Python
+    warnings (skipped images, a partial dataset copy) print as one `warning: ...` line each."""
+    import warnings
+
     from mobilenets.errors import MobilenetsError
 
+    shown, warnings.showwarning = warnings.showwarning, one_line_warning
     try:
         return action() or 0
     except MobilenetsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = shown

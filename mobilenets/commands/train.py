@@ -92,7 +92,7 @@ def main(argv=None):
 
     if args.list_presets == "":
         for name in list_presets():
-            print(f"{name}: {summarize_preset(name)}")
+            print(f"{name}: {summarize_preset(name, width=118 - len(name))}")
         print("python train.py --list-presets NAME: the whole description of one")
         return 0
     if args.list_presets:

@@ -44,6 +44,20 @@ def refuse_foreign_dir(tfds_name, data_dir, how_to):
                         f"{tfds_name} copy (tensorflow-datasets would write beside it); {how_to}")
 
 
+def is_prepared(builder):
+    """builder.is_prepared(), without the absl warning tfds logs about an unprepared variant folder ('has no
+    dataset_info.json'): the error this module raises says what is missing and what to do."""
+    import logging
+
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return builder.is_prepared()
+    finally:
+        absl.setLevel(level)
+
+
 def check_downloadable(tfds_name, data_dir, *, url, how_to):
     """The tfds builder of `tfds_name` in `data_dir` (tfds' default directory when None), once it is
     prepared or could be downloaded there: DataError otherwise, nothing written (module docstring)."""
@@ -52,7 +66,7 @@ def check_downloadable(tfds_name, data_dir, *, url, how_to):
     if data_dir is not None:
         refuse_foreign_dir(tfds_name, data_dir, how_to)
     builder = tfds.builder(tfds_name, data_dir=data_dir)
-    if not builder.is_prepared() and not can_reach(url):
+    if not is_prepared(builder) and not can_reach(url):
         host = urllib.parse.urlsplit(url).hostname
         raise DataError(f"cannot reach {host} to download {tfds_name} (offline?) and {builder.data_dir} holds no "
                         f"prepared copy; {how_to}")
@@ -75,7 +89,7 @@ def tfds_source(tfds_name, split, data_dir, *, training, seed, download, how_to,
         builder = check_downloadable(tfds_name, data_dir, url=url, how_to=how_to)
     else:
         builder = tfds.builder(tfds_name, data_dir=data_dir)
-    if not builder.is_prepared():
+    if not is_prepared(builder):
         if not (download or manual_dir):
             raise DataError(f"no prepared tfds '{tfds_name}' in {builder.data_dir}; {how_to}")
         config = tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir) if manual_dir else None)

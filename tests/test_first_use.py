@@ -1,0 +1,24 @@
+"""First use without surprises (issue 33): what a newcomer meets in the first minutes, each as the
+command line shows it."""
+
+from hparams import list_presets
+from userdata import assert_ok, assert_one_line_error, run_cli
+
+
+def test_the_offline_main_job_is_one_line(tmp_path):
+    """`python train.py --model mobilenetv2_lgc` offline, where an earlier attempt left an empty tfds
+    variant folder (tfds logs an absl warning about it): one line that says what to fetch."""
+    (tmp_path / "tfds" / "cifar100" / "3.0.2").mkdir(parents=True)
+    result = run_cli("train.py", "--model", "mobilenetv2_lgc", cwd=tmp_path, env={"TFDS_DATA_DIR": str(tmp_path / "tfds")})
+    assert_one_line_error(result, "cannot reach", "cifar-100-python.tar.gz", "--data-dir")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_presets_are_listed_one_line_each_and_described_on_request():
+    listed = assert_ok(run_cli("train.py", "--list-presets")).stdout.splitlines()
+    assert [line.split(":", 1)[0] for line in listed[:-1]] == list_presets()
+    assert all(len(line) <= 120 for line in listed), max(listed, key=len)
+    assert "--list-presets NAME" in listed[-1]
+    whole = assert_ok(run_cli("train.py", "--list-presets", "cifar100_mobilenetv2_lgc")).stdout
+    assert "76.30" in whole  # the seed's published top-1, in the whole description only
+    assert_one_line_error(run_cli("train.py", "--list-presets", "nope"), "unknown preset 'nope'")
