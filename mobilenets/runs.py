@@ -264,16 +264,21 @@ class DataSettings:
         """Whether the run trained on the images of `split` (only the run's own data has such a split)."""
         return self.from_run and str(split).lower() == "train"
 
+    def is_fraction_split(self, split):
+        """Whether `split` names the part data.validation_fraction holds out (an npz file's 'test' is it too)."""
+        names = FRACTION_SPLIT + (("test",) if canonical_dataset(self.dataset) == "npz" else ())
+        return str(split).lower() in names
+
     def describe(self, split, num_images=None):
         """'folder validation (held out: 0.25 of photos/, 9 images)' and the like."""
         fraction = self.options.get("validation_fraction") or 0
         where = self.data_dir
         if fraction and where:
-            part = fraction if str(split).lower() in FRACTION_SPLIT else 1 - fraction
+            part = fraction if self.is_fraction_split(split) else 1 - fraction
             where = f"{part:g} of {where}"
         if self.trained_on(split):
             where = f"the run trained on these: {where or 'its training split'}"
-        elif self.from_run and fraction and str(split).lower() in FRACTION_SPLIT:
+        elif self.from_run and fraction and self.is_fraction_split(split):
             where = f"held out: {where}"
         notes = [note for note in (where, None if num_images is None else f"{num_images} images") if note]
         return f"{self.dataset} {split}" + (f" ({', '.join(notes)})" if notes else "")

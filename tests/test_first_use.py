@@ -22,3 +22,11 @@ def test_presets_are_listed_one_line_each_and_described_on_request():
     whole = assert_ok(run_cli("train.py", "--list-presets", "cifar100_mobilenetv2_lgc")).stdout
     assert "76.30" in whole  # the seed's published top-1, in the whole description only
     assert_one_line_error(run_cli("train.py", "--list-presets", "nope"), "unknown preset 'nope'")
+
+
+def test_an_npz_runs_test_split_is_the_part_it_held_out():
+    from mobilenets.runs import DataSettings
+
+    data = DataSettings("npz", "arrays.npz", options={"validation_fraction": 0.15}, from_run=True)
+    assert data.describe("test", 9) == "npz test (held out: 0.15 of arrays.npz, 9 images)"
+    assert data.describe("train", 51) == "npz train (the run trained on these: 0.85 of arrays.npz, 51 images)"
