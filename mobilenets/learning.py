@@ -37,13 +37,20 @@ def with_chance(top1, num_classes):
     return f"{top1:.4f} (chance {chance(num_classes):.4g}, {num_classes} classes)"
 
 
+TOO_FEW_TO_TELL = 0.75  # a chance band this high: the held-out images cannot tell learning from guessing
+
+
 def chance_warning(top1, num_classes, images, what="validation top-1"):
-    """One line when `top1` (on `images` held-out images) is at chance, else None."""
+    """One line when `top1` (on `images` held-out images) is at chance, or when so few images cannot tell, else None."""
     if not images or not at_chance(top1, num_classes, images):
         return None
+    if chance_band(num_classes, images) >= TOO_FEW_TO_TELL:
+        return (f"note: {images} held-out images are too few to tell a model that learned from one that guesses "
+                f"({what} {top1:.4f}, chance {chance(num_classes):.4g}); add images, or hold out more of them "
+                f"(--set data.validation_fraction=0.3)")
     return (f"warning: {what} {top1:.4f} is at chance ({chance(num_classes):.4g} for {num_classes} classes; below "
             f"{chance_band(num_classes, images):.3f} on {images} images a guesser does as well): the model learned "
-            f"nothing that holds on images it did not train on. Likely too few training steps from scratch, or "
+            f"nothing that holds on images it did not train on. Likely too few training steps, or "
             f"labels that do not match the images; try: {WHAT_TO_TRY}")
 
 

@@ -69,6 +69,12 @@ def test_a_small_dataset_gets_a_batch_that_gives_it_steps(small_folder):
     assert (rate.schedule.batch_size, rate.optimizer.lr) == (16, 0.05)
 
 
+def test_data_smaller_than_a_batch_gets_the_largest_batch_it_fills(tmp_path):
+    photos = write_photos(tmp_path / "photos", per_class=6, size=8, bad_file=False)  # 15 training photos
+    config = resolve_config(preset="finetune", overrides=[f"data.data_dir={photos}", "model.name=mobilenetv2"])
+    assert config.schedule.batch_size == 8  # the preset's 32 halved until one batch fits
+
+
 def test_an_npz_file_holds_out_its_share_and_fits_its_batch(tmp_path):
     data = write_npz(tmp_path / "a.npz", n=200, size=8, num_classes=4)
     config = resolve_config("mobilenetv2", overrides=["data.dataset=npz", f"data.data_dir={data}"])
@@ -101,6 +107,7 @@ def test_chance_and_its_band():
     assert learning.chance_band(10, 100_000) == pytest.approx(0.12)  # never closer than CHANCE_MARGIN
     assert learning.at_chance(0.30, 4, 64) and not learning.at_chance(0.40, 4, 64)
     assert learning.chance_warning(0.6, 4, 64) is None
+    assert learning.chance_warning(0.66, 3, 3).startswith("note: 3 held-out images are too few to tell")
     line = learning.chance_warning(0.25, 4, 64)
     assert "chance" in line and "\n" not in line and "--epochs" in line and "--weights" in line
 

@@ -19,7 +19,8 @@ Small data (a folder or an npz file): when the preset's batch would give fewer t
 MIN_STEPS_PER_EPOCH steps an epoch, and the command sets no batch size, the batch is halved until
 it gives them (not below MIN_BATCH_SIZE) and the learning rate scaled with it (linear scaling,
 Goyal et al. 2017) unless the command sets it: 320 photos at the presets' batch 64 give 4 steps an
-epoch, too few for a short schedule to learn anything.
+epoch, too few for a short schedule to learn anything. Data smaller than one batch gets the largest batch
+it fills.
 
 timm's weights (model.weights a .safetensors file or hub id, mobilenets.models.timm_weights) set how the
 model is built, as the checkpoint was trained: its normalization, bn_epsilon 1e-5, symmetric padding,
@@ -167,13 +168,14 @@ def _require_classes(counts, what, how):
 
 
 def _batch_fitted_to_data(config, examples, file_data, overrides, log):
-    """`config` with the batch (and, unless the command sets it, the learning rate) of a small dataset (module docstring)."""
+    """`config` with the batch (and, unless the command sets it, the learning rate) of a small dataset (module
+    docstring); below MIN_BATCH_SIZE only as far as one batch of the data needs."""
     batch = config.schedule.batch_size
-    if (not examples or config.run.steps_per_epoch or _set_by_command("schedule", "batch_size", file_data, overrides)
-            or examples // batch >= MIN_STEPS_PER_EPOCH):
+    if not examples or _set_by_command("schedule", "batch_size", file_data, overrides):
         return config
+    wanted = 1 if config.run.steps_per_epoch else MIN_STEPS_PER_EPOCH
     fitted = batch
-    while fitted // 2 >= MIN_BATCH_SIZE and examples // fitted < MIN_STEPS_PER_EPOCH:
+    while fitted > 1 and (examples // fitted < 1 or (examples // fitted < wanted and fitted // 2 >= MIN_BATCH_SIZE)):
         fitted //= 2
     if fitted == batch:
         return config
@@ -182,6 +184,7 @@ def _batch_fitted_to_data(config, examples, file_data, overrides, log):
     if not _set_by_command("optimizer", "lr", file_data, overrides):
         changes["optimizer.lr"] = lr = lr * fitted / batch
     if log:
-        log(f"{examples} training images: batch {fitted} instead of {batch} ({max(examples // fitted, 1)} steps an "
+        steps = examples // fitted
+        log(f"{examples} training images: batch {fitted} instead of {batch} ({steps} step{'s' * (steps != 1)} an "
             f"epoch instead of {examples // batch}), learning rate {lr:g}; --batch-size and --lr set them")
     return apply_overrides(config, changes)
