@@ -424,12 +424,16 @@ class FinetuneConfig(_Section):
     schedule.epochs - head_epochs epochs: the layers from `unfreeze_from` on (a top-level layer of
     the model: 'block_12', 'head_conv', ...; null: all of them) train too, at the learning rate
     times lr_factor. Each phase runs `schedule` (warm-up, decay) over its own epochs.
+    batch_norm in phase 2: 'train' (the unfrozen BatchNorms normalize with batch statistics and
+    learn, as timm's fine-tuning does) or 'frozen' (they stay in inference mode with the pretrained
+    statistics, scale and offset, as Keras' transfer-learning guide advises).
     """
 
     SECTION = "finetune"
     head_epochs: int = 0
     unfreeze_from: Optional[str] = None
     lr_factor: float = 0.1
+    batch_norm: Literal["train", "frozen"] = "train"
 
     def _check(self):
         self._require(self.head_epochs >= 0, "head_epochs", ">= 0")

@@ -282,6 +282,7 @@ def evaluate_path(
     max_images=None,
     json_path=None,
     plot_path=None,
+    progress=None,
 ):
     """Evaluates `path` (see `source_kind`) and returns a `Report`.
 
@@ -298,8 +299,9 @@ def evaluate_path(
     num_threads: interpreter threads for a `.tflite` (default: the runtime's).
     max_images: stop after this many images. json_path: also write the report there. plot_path: draw
     the confusion matrix and per-class top-1 into this PNG.
-    Files are written only after the evaluation succeeded, atomically.
+    Files are written only after the evaluation succeeded, atomically. progress(line): hears each stage.
     """
+    progress = progress or (lambda line: None)
     path = os.fspath(path)
     kind = source_kind(path)
     if convert:
@@ -310,8 +312,10 @@ def evaluate_path(
     split = split_to_evaluate(data, split)
     classes = data.info().num_classes
     batches = make_dataset(**data.dataset_arguments(split), batch_size=batch_size, training=False)
+    progress(f"loading {path}" + (" and converting its learned group convs" if convert else ""))
     loaded = load_predictor(path, kind, which, convert, condense_remaining, num_threads)
     check_class_count(loaded.predictor, data.dataset, classes)
+    progress(f"scoring {data.describe(split)}")
     metrics = evaluate(loaded.predictor, batches, max_images)
     if loaded.converted is not None:
         output = os.fspath(output or default_converted_path(path, kind))

@@ -30,3 +30,38 @@ def test_an_npz_runs_test_split_is_the_part_it_held_out():
     data = DataSettings("npz", "arrays.npz", options={"validation_fraction": 0.15}, from_run=True)
     assert data.describe("test", 9) == "npz test (held out: 0.15 of arrays.npz, 9 images)"
     assert data.describe("train", 51) == "npz train (the run trained on these: 0.85 of arrays.npz, 51 images)"
+
+
+def test_evaluate_shows_its_stages_on_a_terminal_and_nothing_extra_in_a_pipe(tmp_path):
+    """Long work is not silent where a person watches (a terminal), and adds nothing to a pipe."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from userdata import REPO
+
+    run = tmp_path / "run"
+    shutil.copytree(REPO / "tests" / "fixtures" / "earlier_main" / "runs" / "mobilenetv2_lgc-synthetic-b7f59bd3", run)
+    command = [sys.executable, str(REPO / "evaluate.py"), str(run), "--checkpoint", "last"]
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    leader, follower = os.openpty()
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=follower, env=environment, timeout=600)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(leader)
+    terminal = b"".join(chunks).decode()
+    assert done.returncode == 0, terminal
+    assert f"... loading {run}" in terminal and "... scoring synthetic" in terminal, terminal
+    piped = assert_ok(run_cli("evaluate.py", run, "--checkpoint", "last"))
+    assert "..." not in piped.stderr and "top-1" in piped.stdout

@@ -61,6 +61,14 @@ def probe_devices():
     return names
 
 
+def terminal_progress():
+    """A progress(line) that prints each stage of long work to a terminal's stderr ('... loading X'), or None in a
+    pipe or a file (nothing extra there)."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda line: print(f"... {line}", file=sys.stderr, flush=True)
+
+
 def one_line_warning(message, category, filename, lineno, file=None, line=None):
     """warnings.showwarning for the commands: `warning: <message>`, without the source path and code line."""
     print(f"warning: {message}", file=file or sys.stderr)

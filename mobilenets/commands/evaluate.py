@@ -101,6 +101,7 @@ def evaluate_and_print(args):
             max_images=args.max_images,
             json_path=args.json,
             plot_path=args.plot,
+            progress=cli.terminal_progress(),
         )
         print(evaluation.format_report(report))
 

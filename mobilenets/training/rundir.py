@@ -37,7 +37,7 @@ ADDED_LATER.update({  # extra augmentations (issue 15), all off at their default
     "data.mix_probability": 1.0, "data.mix_switch_probability": 0.5})
 ADDED_LATER.update({"model.drop_path_rate": 0.0})  # stochastic depth (issue 15)
 ADDED_LATER.update({"model.bn_epsilon": 1e-3, "model.padding": "same"})  # timm's weights (issue 23)
-ADDED_LATER.update({"run.precise_bn_images": 1024})  # precise BN (issue 30)
+ADDED_LATER.update({"run.precise_bn_images": 1024, "finetune.batch_norm": "train"})  # issue 30
 
 
 def config_hash(config):

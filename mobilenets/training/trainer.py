@@ -39,6 +39,7 @@ import tf_keras as keras
 
 from mobilenets.models.condensation import condensenet_schedule, learned_group_convs
 from mobilenets.models.costs import count
+from mobilenets.models.layers import leaf_layers
 from mobilenets.errors import ConfigError
 from mobilenets.training.starting_weights import load_starting_weights
 from mobilenets.models.registry import build_model
@@ -304,6 +305,10 @@ class Trainer:
         training = set(phase_layers(self.network, phase, f.unfreeze_from))
         for layer in self.network.layers:
             layer.trainable = layer.name in training
+            if phase == 2 and f.batch_norm == "frozen" and layer.trainable:
+                for leaf in leaf_layers(layer) or [layer]:
+                    if isinstance(leaf, keras.layers.BatchNormalization):
+                        leaf.trainable = False  # inference mode, pretrained statistics (finetune.batch_norm)
         c = self.config
         self.classifier.compile_objective(self.classifier.optimizer, c.regularization.label_smoothing, c.run.xla,
                                           self.run_eagerly)  # a new train step for the new trainable set
