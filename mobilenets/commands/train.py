@@ -61,6 +61,10 @@ def parse_args(argv=None):
     run.add_argument("--verbose", choices=("0", "1", "2", "auto"), default="auto",
                      help="Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch")
     run.add_argument("--run-eagerly", action="store_true", help="run the train step eagerly (debugging, tiny runs)")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="train on N Ray workers (MultiWorkerMirroredStrategy; pip install \"mobilenets[ray]\")")
+    run.add_argument("--ray-address", metavar="ADDR",
+                     help="with --workers: the Ray cluster to join (auto, HOST:6379); default: Ray on this machine")
     run.add_argument("--print-config", action="store_true", help="print the resolved config as JSON and exit")
     run.add_argument("--list-presets", nargs="?", const="", default=None, metavar="NAME",
                      help="list the presets, one line each, and exit; with a NAME, that preset's whole description")
@@ -104,10 +108,15 @@ def main(argv=None):
         if args.print_config:
             print(json.dumps(config.to_dict(), indent=2))
             return 0
-        trainer = cli.import_quietly("mobilenets.training.trainer")
         verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-        result = trainer.train(config, sync_batchnorm=args.sync_batchnorm, verbose=verbose,
-                               run_eagerly=args.run_eagerly)
+        if args.workers is not None or args.ray_address:  # issue 34: the trainer below in N Ray workers
+            ray_workers = cli.import_quietly("mobilenets.training.ray_workers")
+            result = ray_workers.train_on_ray(config, args.workers, args.ray_address, verbose=verbose,
+                                              sync_batchnorm=args.sync_batchnorm, run_eagerly=args.run_eagerly)
+        else:
+            trainer = cli.import_quietly("mobilenets.training.trainer")
+            result = trainer.train(config, sync_batchnorm=args.sync_batchnorm, verbose=verbose,
+                                   run_eagerly=args.run_eagerly)
         best = "n/a" if result.best_top1 is None else learning.with_chance(result.best_top1, result.num_classes)
         epochs = f"{result.epochs_done} epoch{'' if result.epochs_done == 1 else 's'}"
         print(f"{'stopped' if result.diverged else 'done'}: {epochs}, best validation top-1 {best}, run directory "
