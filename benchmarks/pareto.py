@@ -387,9 +387,11 @@ def time_files(rows, args):
     paths = [os.path.join(args.out, row[f"{precision}_file"]) for row in here for precision in PRECISIONS]
     latencies = iter(interleaved_latencies_ms(paths, args.threads, args.runs, args.warmup) if paths else ())
     for row in here:
+        first_timing = row.get("float32_ms") is None
         for precision in PRECISIONS:
             row[f"{precision}_ms"] = next(latencies)
-        write_json(os.path.join(args.out, os.path.dirname(row["float32_file"]), POINT_FILE), row)
+        if first_timing:  # kept for a machine without the files; a finished point.json is not rewritten after
+            write_json(os.path.join(args.out, os.path.dirname(row["float32_file"]), POINT_FILE), row)
 
 
 def summarize(rows):

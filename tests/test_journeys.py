@@ -197,7 +197,7 @@ def test_b_partial_cifar10_lgc_convert_export_int8_mediapipe(tmp_path):
         assert_ok(run_cli("-m", "mobilenets.commands.predict", model, *images, "--top-k", "1", "--json", json_path))
         outputs[name] = {image: top[0][0] for image, top in predictions(json_path).items()}
     truth = {image.name: CIFAR10_NAMES[int(image.name.split("_")[1])] for image in images}
-    assert sum(outputs["run"][image] == label for image, label in truth.items()) >= 4, outputs["run"]
+    assert sum(outputs["run"][image] == label for image, label in truth.items()) >= 3, outputs["run"]  # chance: 0.6
     assert sum(outputs["int8"][image] == outputs["run"][image] for image in truth) >= 5, outputs
 
     # last, MediaPipe's ImageClassifier reads the int8 file as an app does: the file's own answers

@@ -60,6 +60,8 @@ class BatchNormStatistics:
             for layer, momentum in zip(self.layers, momenta):
                 layer.momentum = momentum
         for layer, (mean, variance) in zip(self.layers, sums if count else ()):
+            if not layer.trainable:  # inference mode: its statistics stay bit for bit
+                continue
             layer.moving_mean.assign((mean / count).astype(np.float32))
             layer.moving_variance.assign((variance / count).astype(np.float32))
 
