@@ -8,6 +8,7 @@ refuses int8 adds whose input and output scales are too far apart).
 
 import numpy as np
 import pytest
+import tf_keras as keras
 
 from mobilenets.commands import export as export_tflite
 from mobilenets import build_model
@@ -28,24 +29,35 @@ from support import (SMALL, assert_float32_parity, calibrated_export, quick_expo
                      write_run)
 
 
+# Every int8 file against its float Keras model on PARITY_IMAGES images the calibration did not use: top-1
+# agreement and probability correlation at least these. trained_like's models are random backbones under a
+# least-squares classifier, whose int8 files agree less than a trained model's (97%: README): 0.80-1.0 and
+# 0.84-1.0 on these images; an int8 file calibrated wrongly or computing another graph scores ~0.1 and ~0.
+PARITY_IMAGES = 64
+INT8_TOP1, INT8_CORRELATION = 0.7, 0.75
+
+
 @pytest.mark.parametrize("name", models_under_test())
 def test_xnnpack_runs_every_op_of_every_deployed_model_in_int8(name, tmp_path):
     """float32: tests/test_export.py::test_every_model_exports_float32_matching_keras_on_raw_pixels."""
     model = trained_like(name)
     deployed_form = bool(learned_group_convs(model)) or name == "igcv3"  # converted / unshuffled for the phone
     images = 64 if deployed_form else 16
-    report = calibrated_export(model, tmp_path / "model.tflite", images=images)
+    report = calibrated_export(model, tmp_path / "model.tflite", images=images, parity_images=PARITY_IMAGES)
     assert report.undelegated == {}, f"{name}: {report.undelegated} left to TFLite kernels"
     attention_blocks = sum(isinstance(layer, MobileMQA) for layer in model.submodules)  # float32 softmax each
     assert report.ops["SOFTMAX"] == 1 + attention_blocks  # probabilities, in float32 after the DEQUANTIZE
     if attention_blocks:  # int8 everywhere but Mobile MQA's two matmuls and softmax, kept in float32 (delegated)
-        assert report.ops["BATCH_MATMUL"] == 2 * attention_blocks and report.parity.top1_agreement >= 0.8
+        assert report.ops["BATCH_MATMUL"] == 2 * attention_blocks
     assert not {"GATHER", "TRANSPOSE", "HARD_SWISH", *([] if attention_blocks else ["RESHAPE"])} & set(report.ops)
     if deployed_form:  # the int8 file of the deployed form against the Keras model as trained (masked, shuffled)
         assert report.deployment.startswith(("converted", "channel shuffles folded into dense"))
-        assert report.parity.top1_agreement >= 0.8
     if name in ("mobilenetv3_large", "mobilenetv3_small"):
         assert report.deployment.startswith("h-swish as x * relu6(x + 3)")
+    assert report.parity.images == PARITY_IMAGES and report.parity.output == "probabilities"
+    top1 = 0.8 if deployed_form or attention_blocks else INT8_TOP1  # 0.86-1.0 for these
+    assert report.parity.top1_agreement >= top1 and report.parity.logit_correlation >= INT8_CORRELATION, (
+        name, report.parity)
 
 
 def test_float32_v3_keeps_the_fused_hard_swish(tmp_path):
@@ -132,13 +144,20 @@ def test_int8_deployed_models_agree_on_top1(name, tmp_path):
     the models under test get the same check in test_xnnpack_runs_every_op_of_every_deployed_model_in_int8."""
     report = calibrated_export(trained_like(name), tmp_path / "int8.tflite", images=64, logits=True)
     assert report.deployment.startswith(("converted", "channel shuffles")) and report.undelegated == {}
-    assert report.parity.top1_agreement >= 0.8
+    assert report.parity.images == 64 and report.parity.output == "logits"
+    assert report.parity.top1_agreement >= 0.8 and report.parity.logit_correlation >= 0.9, report.parity
 
 
-@pytest.mark.parametrize("name", ["mobilenetv3_small", "mobilenetv3_large"])
-def test_hard_swish_scale_folds_into_the_next_kernels_exactly(name):
-    """int8 V3: 6 * h-swish = x * relu6(x + 3), two ops; the 1/6 in what reads it (residual adds included)."""
-    model = trained_like(name)
+@pytest.mark.parametrize("name, width", [("mobilenetv3_small", 0.35), ("mobilenetv3_large", 0.35),
+                                         ("mobilenetv3_large", 1.0)])
+def test_hard_swish_scale_folds_into_the_next_kernels_exactly(name, width):
+    """int8 V3: 6 * h-swish = x * relu6(x + 3), two ops; the 1/6 in what reads it (residual adds included: at
+    width 1.0, V3-Large's first block adds its input, the stem's h-swish, so it sums 6x on both sides)."""
+    model = trained_like(name, width_multiplier=width)
+    rng = np.random.default_rng(1)
+    for layer in model.submodules:  # BatchNorm offsets as training leaves them, not 0 (a fold that drops one shows)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.beta.assign(rng.normal(0.0, 0.1, layer.beta.shape).astype(np.float32))
     folded = fold_hard_swish_scale(model)
     def activations(network):  # of the layers that apply one (blocks only pass theirs on)
         return [layer.activation for layer in network.submodules if isinstance(layer, (ConvBNAct, DepthwiseBNAct,

@@ -23,6 +23,7 @@ from mobilenets.errors import ConfigError
 from mobilenets.models.layers import LearnedGroupConv
 from mobilenets.runs import latest_checkpoint, load_run
 from mobilenets.training import Trainer, train
+from mobilenets.training.inputs import validation_dataset
 from mobilenets.training.ema import WeightAverage, averaged_and_copied, decay_at
 from mobilenets.training.rundir import config_hash
 
@@ -190,6 +191,16 @@ def test_validation_best_evaluation_and_export_use_the_averaged_weights(referenc
     for index, (variable, _) in enumerate(pairs):
         expected = closed_form([values[index] for values in record.values[:steps + 1]], DECAY, True)
         np.testing.assert_allclose(variable.numpy(), expected, rtol=2e-5, atol=2e-6, err_msg=variable.name)
+    # The last validation measured the average (as the checkpoint holds it), not the trained weights.
+    images, labels = zip(*validation_dataset(trainer.config, trainer.plan).as_numpy_iterator())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    def cross_entropy(network):
+        logits = network(images, training=False)
+        return float(np.mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
+    logged = result.history[-1]["val_cross_entropy"]
+    averaged, trained = cross_entropy(load_run(run, "last")), cross_entropy(load_run(run, "last", averaged=False))
+    assert abs(logged - averaged) <= 2e-6 * averaged and abs(logged - trained) > 10 * abs(logged - averaged), (
+        logged, averaged, trained)
 
 
 def interrupt_in_epoch(epoch):

@@ -20,11 +20,14 @@ from mobilenets.commands import export as export_tflite
 from mobilenets.models.attention import has_attention
 from mobilenets.errors import ConfigError, DataError, ExportError
 from mobilenets.deploy.export import FLOAT32_TOLERANCE, read_metadata
+from mobilenets.learning import WHAT_TO_TRY
 from mobilenets.deploy.flatten import flatten
 from mobilenets.deploy.quantization import quantize_aware_model
 from models_under_test import models_under_test
-from support import (SMALL, assert_float32_parity, calibrated_export, condensed_lgc, quick_export, random_pixels,
-                     small_model)
+from mobilenets import build_model
+from mobilenets.training.precise_bn import recompute_batch_norm_statistics
+from support import (SMALL, assert_float32_parity, assert_quantized_file_agrees, calibrated_export, condensed_lgc,
+                     file_against_keras, held_out_images, quick_export, random_pixels, small_model, write_run)
 
 
 def leftovers(directory):
@@ -45,6 +48,9 @@ def test_every_model_exports_float32_matching_keras_on_raw_pixels(name, tmp_path
     assert not {"GATHER", "TRANSPOSE", *([] if has_attention(model) else ["RESHAPE"])} & set(report.ops)
     assert report.size_bytes == os.path.getsize(tmp_path / "model.tflite")
     assert leftovers(tmp_path) == ["model.tflite", "model.tflite.json"]
+    # the file run here on other images, not by export's own parity check: the same probabilities and top-1
+    check = file_against_keras(tmp_path / "model.tflite", model, random_pixels(8, seed=7), probabilities=True)
+    assert check.max_abs_diff <= FLOAT32_TOLERANCE and check.top1_agreement == 1.0, check.max_abs_diff
 
 
 @pytest.mark.parametrize("name", ["mobilenetv1", "mobilenetv3_small", "igcv3", "mobilenetv2_gc_lgc", "converted lgc"])
@@ -82,6 +88,9 @@ def test_float16_matches_within_one_percent(tmp_path):
     assert report.parity.max_abs_diff <= 1e-2 * max(1.0, report.parity.logit_range)
     assert report.parity.max_abs_diff > FLOAT32_TOLERANCE  # the weights really are float16
     assert report.size_bytes < 2.5 * model.count_params()  # 2 bytes a weight
+    check = file_against_keras(report.output, model, random_pixels(16, seed=7), probabilities=False)  # run here
+    assert FLOAT32_TOLERANCE < check.max_abs_diff <= 1e-2 * max(1.0, check.value_range), check.max_abs_diff
+    assert check.top1_agreement >= 15 / 16
 
 
 def quantized_export(path, quantize, **kwargs):
@@ -93,6 +102,9 @@ def test_int8_agrees_with_float_model(tmp_path):
     report = quantized_export(tmp_path / "int8.tflite", "int8", int8_io=True)
     assert report.parity.logit_correlation >= 0.99
     assert report.parity.top1_agreement >= 0.8
+    # the int8-in, int8-out file run here (its own scales) on 64 images neither calibration nor export read
+    assert_quantized_file_agrees(report.output, small_model("mobilenetv3_small"), held_out_images(64),
+                                 probabilities=False, top1=0.8, correlation=0.99)
     assert report.parity.image_source.startswith("synthetic")
     assert "QUANTIZE" not in report.ops and "DEQUANTIZE" not in report.ops  # full integer, int8 in and out
     # h-swish as MUL, ADD+RELU6, MUL: XNNPACK (LiteRT 2.3) runs no int8 HARD_SWISH (see layers.hard_swish).
@@ -109,6 +121,8 @@ def test_qat_fine_tunes_and_agrees_with_float_model(tmp_path):
     assert report.qat_steps == 3 and all(np.isfinite(report.qat_loss))
     assert report.parity.logit_correlation >= 0.98
     assert report.parity.top1_agreement >= 0.75
+    assert_quantized_file_agrees(report.output, small_model("mobilenetv3_small"), held_out_images(64),
+                                 probabilities=False, top1=0.75, correlation=0.98)  # run here, not by export
     # int8 inside (squeeze-excite and h-swish as MUL / ADD+RELU6), float32 in and out, all of it in XNNPACK
     assert report.ops.get("QUANTIZE") == 1 and report.ops.get("DEQUANTIZE") == 1
     assert "HARD_SWISH" not in report.ops and report.undelegated == {}
@@ -116,9 +130,11 @@ def test_qat_fine_tunes_and_agrees_with_float_model(tmp_path):
 
 def test_dynamic_range_quantizes_weights(tmp_path):
     model = small_model("mobilenetv1")
-    report = quick_export(model, tmp_path / "dynamic.tflite", quantize="dynamic")
-    assert report.parity.top1_agreement >= 0.75
+    report = quick_export(model, tmp_path / "dynamic.tflite", quantize="dynamic", parity_images=32)
+    assert report.parity.top1_agreement >= 0.75 and report.parity.logit_correlation >= 0.95
     assert report.size_bytes < 0.4 * 4 * model.count_params()
+    assert_quantized_file_agrees(report.output, model, random_pixels(32, seed=7), probabilities=True, top1=0.75,
+                                 correlation=0.95)  # run here, on other images
 
 
 def test_qat_rejects_a_layer_it_cannot_quantize():
@@ -193,14 +209,14 @@ def test_run_directory_source_with_npz_calibration(tmp_path):
     model = small_model("mobilenetv1")
     tf.train.Checkpoint(model=model).save(str(run / "best" / "ckpt"))
     (run / "config.json").write_text(json.dumps({"data": {"dataset": "cifar10", "data_dir": None}}))
-    np.savez(tmp_path / "calibration.npz", x=random_pixels(24, seed=3).astype(np.uint8))
+    np.savez(tmp_path / "calibration.npz", x=random_pixels(48, seed=3).astype(np.uint8))
     calibration = str(tmp_path / "calibration.npz")
-    report = quick_export(
-        str(run), tmp_path / "v1.tflite", quantize="int8", representative_data=calibration, calibration_images=16
-    )
+    report = quick_export(str(run), tmp_path / "v1.tflite", quantize="int8", representative_data=calibration,
+                          calibration_images=16, parity_images=32)
     assert report.source.endswith("(run)")
     assert read_metadata(report.output)["labels"][0] == "airplane"  # the run's dataset names its classes
-    assert report.parity.image_source.endswith("calibration.npz") and report.parity.images == 8
+    assert report.parity.image_source.endswith("calibration.npz") and report.parity.images == 32
+    assert report.parity.top1_agreement >= 0.75 and report.parity.logit_correlation >= 0.9, report.parity
 
 
 def test_cli_prints_one_line_error_and_exits_non_zero(tmp_path, capsys):
@@ -218,3 +234,55 @@ def test_cli_exports_a_model_name(tmp_path, capsys):
     assert "max |probability diff|" in printed and "2 thread(s)" in printed
     assert "ImageClassifier takes it" in printed and "metadata: labels" in printed
     assert read_metadata(str(output))["source"] == "mobilenetv1 (random init)"
+
+
+def v1_with_classifier(classifier):
+    """A SMALL MobileNetV1 of its own (BatchNorm statistics from a batch) whose classifier's kernel is
+    `classifier(kernel shape)`, its bias 0."""
+    keras.utils.set_random_seed(0)
+    model = recompute_batch_norm_statistics(build_model("mobilenetv1", **SMALL), random_pixels(16, seed=1))
+    kernel, bias = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights([classifier(kernel.shape).astype(np.float32), np.zeros_like(bias)])
+    return model
+
+
+def tied_logits_model():
+    """MobileNetV1 whose logits are one large image-dependent value shared by every class plus 1e-4 of a
+    class's own: the int8 output's scale, set by the shared part, cannot tell the classes apart."""
+    rng = np.random.default_rng(0)
+    return v1_with_classifier(lambda shape: rng.normal(0.0, 1.0, (shape[0], 1)) + 1e-4 * rng.normal(size=shape))
+
+
+def test_a_quantized_file_that_disagrees_is_one_warning_line_and_min_agreement_refuses_it(tmp_path, capsys):
+    write_run(tmp_path / "run", tied_logits_model(), {"name": "mobilenetv1", **SMALL})
+    output = tmp_path / "int8.tflite"
+    common = [str(tmp_path / "run"), "-o", str(output), "--quantize", "int8", "--representative-data", "synthetic",
+              "--calibration-images", "16", "--parity-images", "32", "--latency-runs", "2"]
+    assert export_tflite.main(common) == 0
+    printed = capsys.readouterr().out.splitlines()
+    parity = json.loads((tmp_path / "int8.tflite.json").read_text())["report"]["parity"]
+    assert parity["top1_agreement"] < 0.5  # the file's own parity check
+    warnings = [line for line in printed if line.startswith("warning: the int8 file agrees")]
+    assert len(warnings) == 1 and f"top-1 for {parity['top1_agreement']:.1%} of 32 images" in warnings[0]
+    assert "--min-agreement 0.9 refuses such a file" in warnings[0]
+    output.unlink()
+    (tmp_path / "int8.tflite.json").unlink()
+    assert export_tflite.main([*common, "--min-agreement", "0.9"]) != 0
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: the int8 .tflite agrees with the Keras model on top-1 for") and "\n" not in error
+    assert leftovers(tmp_path) == ["run"]
+
+
+def test_a_model_answering_one_class_is_one_warning_line_and_constant_outputs_print_no_nan(tmp_path):
+    from mobilenets.deploy.export import format_report
+
+    model = v1_with_classifier(np.zeros)  # every logit 0: one class (the first) for every image
+    report = quick_export(model, tmp_path / "constant.tflite", quantize="dynamic", representative_data="synthetic",
+                          parity_images=20)  # synthetic images: the 10 classes in turn
+    printed = format_report(report)
+    assert "nan" not in printed and "probability correlation n/a (constant outputs)" in printed
+    assert report.warnings == ["warning: 100% of the 20 images are predicted as 'class_0': the model mostly answers "
+                               "one class whatever the image; try: " + WHAT_TO_TRY]
+    assert printed.splitlines()[-1] == report.warnings[0]
+    # on uniform random pixels (no images given), one answer for all says nothing of the model: no warning
+    assert quick_export(model, tmp_path / "random_pixels.tflite", quantize="dynamic").warnings == []

@@ -216,11 +216,20 @@ def test_h5_and_saved_model_round_trips(hybrid, filename, save_kwargs, tmp_path)
 
 
 def test_flat_graph_of_the_hybrid_computes_the_same(hybrid):
-    """QAT's flat graph: layer scales folded into BatchNorm / the output conv, MQA's BatchNorm as a 1x1 depthwise."""
+    """QAT's flat graph: layer scales folded into BatchNorm / the output conv, MQA's BatchNorm as a 1x1 depthwise
+    (on a copy whose BatchNorms have gamma and beta as training leaves them, not their initial 1 and 0)."""
+    model = keras.models.clone_model(hybrid)
+    model.set_weights(hybrid.get_weights())
+    rng = np.random.default_rng(3)
+    for layer in model.submodules:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.gamma is not None:
+            layer.gamma.assign(rng.uniform(0.5, 1.5, layer.gamma.shape).astype(np.float32))
+            layer.beta.assign(rng.normal(0.0, 0.1, layer.beta.shape).astype(np.float32))
+    recompute_batch_norm_statistics(model, random_pixels(16, seed=1))  # else activations grow to 1e2 through the depth
     images = random_pixels(4, seed=2)
-    expected = hybrid(images, training=False).numpy()
+    expected = model(images, training=False).numpy()
     assert np.abs(expected).max() > 0.1
-    np.testing.assert_allclose(flatten(hybrid)(images, training=False), expected, atol=1e-4 * np.abs(expected).max())
+    np.testing.assert_allclose(flatten(model)(images, training=False), expected, atol=1e-4 * np.abs(expected).max())
 
 
 def test_hybrid_float32_export_runs_every_op_in_xnnpack(hybrid, tmp_path):

@@ -5,7 +5,7 @@ weights offline, and the validation split a flat photo folder gets by default.
 
 import json
 import socket
-import time
+import threading
 import warnings
 from pathlib import Path
 
@@ -72,7 +72,7 @@ def test_a_folder_of_other_files_is_refused_before_any_download(tmp_path, probes
     assert tree_snapshot(notes) == before and probes == []
 
 
-def test_offline_cifar_fails_in_seconds_naming_the_archive_and_writes_nothing(tmp_path, monkeypatch, probes):
+def test_offline_cifar_fails_after_one_probe_naming_the_archive_and_writes_nothing(tmp_path, monkeypatch, probes):
     tfds = pytest.importorskip("tensorflow_datasets")
 
     def download_and_prepare(self, *args, **kwargs):
@@ -86,12 +86,10 @@ def test_offline_cifar_fails_in_seconds_naming_the_archive_and_writes_nothing(tm
     calls = [lambda: dataset_info("cifar100", empty), lambda: dataset_info("cifar100"),
              lambda: make_dataset("cifar100", "train", 8, True, data_dir=empty)]
     for call in calls:
-        start = time.monotonic()
         message = raised(DataError, call)
-        assert time.monotonic() - start < 5, message
         assert "cannot reach www.cs.toronto.edu" in message and CIFAR100_ARCHIVE in message
         assert "archive or its extracted folder as --data-dir" in message
-    assert probes == [CIFAR100_ARCHIVE] * len(calls)  # one probe each
+    assert probes == [CIFAR100_ARCHIVE] * len(calls)  # one probe each (bounded: the next test), no download
     assert list(empty.iterdir()) == [] and not (tmp_path / "home").exists()
 
 
@@ -105,9 +103,30 @@ def test_the_probe_answers_within_its_timeout_without_the_internet(monkeypatch):
         monkeypatch.setenv("MOBILENETS_OFFLINE", "1")  # an air-gapped machine: not even tried
         assert not tfds_source.can_reach(f"https://127.0.0.1:{port}/cifar.tar.gz", timeout=2)
         monkeypatch.delenv("MOBILENETS_OFFLINE")
-    start = time.monotonic()
     assert not tfds_source.can_reach(f"https://127.0.0.1:{port}/cifar.tar.gz", timeout=2)  # closed now
-    assert time.monotonic() - start < 3
+
+
+def test_the_probe_gives_up_on_a_host_that_never_answers_without_waiting_for_it(monkeypatch):
+    """A firewall that drops packets (or a name lookup that hangs): the probe returns False at its timeout,
+    the connection attempt, bounded by the same timeout, left to a daemon thread."""
+    from mobilenets import network
+
+    asked, release, finished = [], threading.Event(), threading.Event()
+
+    def never_answers(address, timeout=None):
+        asked.append((address, timeout))
+        release.wait(120)  # bounded: a probe that waits for it fails below instead of hanging the suite
+        finished.set()
+        raise OSError("timed out")
+
+    monkeypatch.setattr(network.socket, "create_connection", never_answers)
+    for proxy in ("https_proxy", "HTTPS_PROXY"):  # the probe asks the proxy when there is one
+        monkeypatch.delenv(proxy, raising=False)
+    try:
+        assert not network.can_connect("https://dropped.example:8443/cifar.tar.gz", timeout=0.2)
+        assert asked == [(("dropped.example", 8443), 0.2)] and not finished.is_set()  # returned while it hung
+    finally:
+        release.set()
 
 
 def test_training_on_a_photo_folder_without_dataset_folder_fails_before_writing(tmp_path):

@@ -16,7 +16,9 @@ TFLite metadata MediaPipe Tasks' ImageClassifier reads (RGB input, normalization
 labels packed) and probabilities out (--logits: raw logits), and OUTPUT.json
 (input size, pixel range, mean/std, labels, quantization, the report), then
 prints the parity check (Keras vs TFLite), file size, LiteRT latency and the
-metadata.
+metadata, and a one-line warning when a quantized file agrees with Keras on top-1
+for under 90% of the parity images (--min-agreement refuses it instead) or the
+model answers one class for most of them.
 A learned-group-conv model is exported in its converted, gather-free form
 (--keep-masks: the masked one). --features-only / --no-top export the model (or the
 run's model) as a backbone: feature maps out, named stride_2 ... stride_32, and no
@@ -61,7 +63,9 @@ def parse_args(argv=None):
     parser.add_argument("--calibration-images", type=positive_int, default=200)
     parser.add_argument("--parity-images", type=positive_int, default=32)
     parser.add_argument(
-        "--min-agreement", type=float, default=None, help="fail a quantized export below this top-1 agreement (0..1)"
+        "--min-agreement", type=float, default=None,
+        help="refuse a quantized file (nothing written) whose top-1 agreement with the Keras model on the parity "
+        "images is below this (0..1); without it, under 0.9 is a one-line warning",
     )
     parser.add_argument("--qat-epochs", type=float, default=None, help="QAT fine-tuning epochs (default 1)")
     parser.add_argument("--qat-steps", type=positive_int, default=None, help="QAT fine-tuning steps (overrides epochs)")

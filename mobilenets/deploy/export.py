@@ -26,7 +26,9 @@ quantization) under the name "mobilenets", also written beside it as
 (uint8 pixels as they are); `int8_io` gives int8 tensors, which MediaPipe refuses.
 Every export is then checked against the Keras model on a batch, outputs
 compared like with like (Keras softmax vs file probabilities, or logits):
-max |difference| for float32/float16, top-1 agreement and correlation for quantized files,
+max |difference| for float32/float16, top-1 agreement and correlation for quantized files
+(a one-line warning when they are low, `LOW_AGREEMENT`, or when the model answers one class for
+most of its labelled parity images, `mobilenets.learning`; `min_agreement` refuses a file instead),
 inspected (ops, fused activations, what XNNPACK leaves to TFLite kernels) and
 timed with the LiteRT interpreter (`mobilenets.deploy.litert`). The file is written
 to a temporary name and renamed only when all of this succeeded
@@ -45,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from mobilenets import runs
+from mobilenets import learning, runs
 from mobilenets.errors import CheckpointError, ConfigError, DataError, ExportError, first_line
 from mobilenets.deploy.runtime import TFLitePredictor
 from mobilenets.io import atomic_path, write_json
@@ -74,6 +76,10 @@ INTEGER_MODES = ("int8", "qat")
 FLOAT32_TOLERANCE = 1e-4  # scale: the largest |logit| (float32 rounding grows with the logits)
 FLOAT16_TOLERANCE = 1e-2  # scale: the logit range, max - min (softmax ignores a shift of all logits)
 QUANTIZED_FEATURE_TOLERANCE = 1.0  # a quantized backbone's, relative to each output's largest |value|
+# A quantized classifier's file below either gets a warning (its report's last line); a trained model's int8 file
+# agrees on about 97% of held-out images (README, "Quantized accuracy on real images"), random weights on 50-88%.
+LOW_AGREEMENT = 0.9  # top-1 agreement with the Keras model
+LOW_CORRELATION = 0.9  # Pearson correlation of the outputs (probabilities or logits) with the Keras model's
 METADATA_NAME = "mobilenets"
 NEEDS_IMAGES = "--quantize {mode} needs representative images: pass --representative-data DATASET or FILE.npz"
 # registry.build_model's backbone arguments and their defaults (a classifier)
@@ -232,6 +238,12 @@ class ImageSource:
             return len(self.array)
         return self.data.info().splits.get("train")
 
+    def _dataset(self, batch_size, training):
+        from mobilenets.data import make_dataset
+
+        return make_dataset(**self.data.dataset_arguments("train"), batch_size=batch_size, training=training,
+                            seed=self.seed)
+
     def batches(self, batch_size, training):
         """tf.data.Dataset of float32 image batches (B, H, W, 3)."""
         if self.array is not None:
@@ -239,18 +251,20 @@ class ImageSource:
             if training:
                 images = images.shuffle(len(self.array), seed=self.seed, reshuffle_each_iteration=True)
             return images.batch(batch_size).map(_to_float)
-        from mobilenets.data import make_dataset
-
-        dataset = make_dataset(**self.data.dataset_arguments("train"), batch_size=batch_size, training=training,
-                               seed=self.seed)
-        return dataset.map(_images_only)
+        return self._dataset(batch_size, training).map(_images_only)
 
     def take(self, count, skip=0):
         """`count` images as one float32 array, after skipping `skip` (fewer if the source has fewer; none past it)."""
+        return self.take_labelled(count, skip)[0]
+
+    def take_labelled(self, count, skip=0):
+        """(`take`'s images, their labels), the labels None for a .npz (it holds x only)."""
         if self.array is not None:
-            return self.array[skip : skip + count].astype(np.float32)
-        images = list(self.batches(64, training=False).unbatch().skip(skip).take(count).as_numpy_iterator())
-        return np.stack(images) if images else np.zeros((0, *self.shape), np.float32)
+            return self.array[skip : skip + count].astype(np.float32), None
+        pairs = list(self._dataset(64, training=False).unbatch().skip(skip).take(count).as_numpy_iterator())
+        if not pairs:
+            return np.zeros((0, *self.shape), np.float32), np.zeros((0,), np.int64)
+        return np.stack([image for image, _ in pairs]), np.array([label for _, label in pairs])
 
 
 def _to_float(images):
@@ -502,15 +516,21 @@ def _compare(expected, got, images, image_source, output, classes=True):
     )
 
 
-def parity(model, predictor, images, image_source="", probabilities=False):
+def _keras_outputs(model, images, probabilities):
+    logits = model(tf.convert_to_tensor(images), training=False)
+    return (tf.nn.softmax(logits) if probabilities else logits).numpy()
+
+
+def parity(model, predictor, images, image_source="", probabilities=False, keras_outputs=None):
     """`Parity` of a Keras model and a `TFLitePredictor` on raw-pixel `images`.
 
     probabilities: the file outputs a softmax, compared with the softmax of the Keras logits.
+    keras_outputs: the model's, when already computed (`_keras_outputs`).
     """
-    keras_logits = model(tf.convert_to_tensor(images), training=False)
-    keras_logits = (tf.nn.softmax(keras_logits) if probabilities else keras_logits).numpy()
+    if keras_outputs is None:
+        keras_outputs = _keras_outputs(model, images, probabilities)
     output = "probabilities" if probabilities else "logits"
-    return _compare(keras_logits, predictor.predict(images), images, image_source, output)
+    return _compare(keras_outputs, predictor.predict(images), images, image_source, output)
 
 
 def feature_parity(model, predictor, images, image_source=""):
@@ -518,6 +538,39 @@ def feature_parity(model, predictor, images, image_source=""):
     expected = named_features(model(tf.convert_to_tensor(images), training=False))
     return [_compare(expected[name].numpy(), got, images, image_source, f"features {name}", classes=False)
             for name, got in zip(expected, predictor.predict_outputs(images))]
+
+
+def _correlation_text(correlation):
+    return f"{correlation:.4f}" if math.isfinite(correlation) else "n/a (constant outputs)"
+
+
+def parity_warning(result, mode):
+    """One line when a quantized classifier's file agrees with the Keras model on top-1 for less than
+    LOW_AGREEMENT of the parity images, or correlates below LOW_CORRELATION, else None."""
+    if mode in ("none", "float16") or result.top1_agreement is None:
+        return None
+    correlation = result.logit_correlation
+    if result.top1_agreement >= LOW_AGREEMENT and not (math.isfinite(correlation) and correlation < LOW_CORRELATION):
+        return None
+    value = "probability" if result.output == "probabilities" else "logit"
+    return (f"warning: the {mode} file agrees with the Keras model on top-1 for {result.top1_agreement:.1%} of "
+            f"{result.images} images, {value} correlation {_correlation_text(correlation)} (below "
+            f"{LOW_AGREEMENT:.0%} / {LOW_CORRELATION:g}; a trained model's int8 file agrees on about 97%): calibrate "
+            f"on more images like the ones it will see (--representative-data, --calibration-images), try --quantize "
+            f"qat, or export float16; --min-agreement {LOW_AGREEMENT:g} refuses such a file")
+
+
+def one_class_warning(keras_outputs, labels, class_names):
+    """`mobilenets.learning.dominant_class_warning` of the Keras model's answers on the parity images, when
+    their `labels` are known and span the classes (on random pixels, or images mostly of one class, one
+    answer for most of them says nothing of the model), else None."""
+    if labels is None or keras_outputs.ndim != 2 or not len(labels):
+        return None
+    classes = keras_outputs.shape[-1]
+    if learning.dominant_class_warning(np.bincount(labels, minlength=classes).tolist(), class_names):
+        return None
+    predicted = np.bincount(keras_outputs.argmax(-1), minlength=classes).tolist()
+    return learning.dominant_class_warning(predicted, class_names)
 
 
 def check_parity(result, mode, min_agreement=None):
@@ -567,6 +620,7 @@ class ExportReport:
     qat_loss: Optional[List[float]] = None  # distillation loss, first and last tenth of the steps
     deployment: Optional[str] = None  # how a learned-group-conv model was deployed (see deploy.tuning)
     outputs: Optional[List[str]] = None  # a backbone's feature outputs, in the file's order
+    warnings: List[str] = dataclasses.field(default_factory=list)  # low parity, one class answered (one line each)
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -669,21 +723,21 @@ def _calibration_images(images, count, mode):
 
 
 def _check_images(images, count, skip, shape, seed):
-    """(raw-pixel batch for the parity check, where it comes from): uniform random pixels without images, or
-    when a run's own images cannot be read (a float export does not need them)."""
+    """(raw-pixel batch for the parity check, where it comes from, its labels or None): uniform random pixels
+    without images, or when a run's own images cannot be read (a float export does not need them)."""
     if images is None:
-        return random_images(count, shape, seed), "uniform random pixels"
+        return random_images(count, shape, seed), "uniform random pixels", None
     try:
-        batch = images.take(count, skip=skip)
+        batch, labels = images.take_labelled(count, skip=skip)
         if len(batch) < count:  # a small source: check on its first images instead
-            batch = images.take(count)
+            batch, labels = images.take_labelled(count)
     except DataError as error:
         if not images.data.from_run:
             raise
-        return random_images(count, shape, seed), f"uniform random pixels (the run's images: {_short(error)})"
+        return random_images(count, shape, seed), f"uniform random pixels (the run's images: {_short(error)})", None
     if not len(batch):
-        return random_images(count, shape, seed), "uniform random pixels"
-    return batch, images.description
+        return random_images(count, shape, seed), "uniform random pixels", None
+    return batch, images.description, labels
 
 
 def _qat(model, images, calibration, steps, epochs, batch_size, learning_rate):
@@ -709,6 +763,7 @@ class _Job:
     calibration: Optional[np.ndarray]
     check_images: np.ndarray
     check_source: str
+    check_labels: Optional[np.ndarray]  # of check_images; None for random pixels and a .npz of x only
     labels: Optional[List[str]]  # a classifier's class names
     probabilities: bool  # a classifier's softmax out
     features: Optional[List[str]]  # a backbone's output names, in the file's order
@@ -731,8 +786,9 @@ def _prepare(source, which, build_kwargs, quantization, checks, labels, logits):
     names, probabilities, features = _outputs(source, labels, logits, mode, checks.min_agreement)
     calibration = _calibration_images(images, quantization.calibration_images, mode) if mode in INTEGER_MODES else None
     skip = 0 if calibration is None else len(calibration)
-    check_images, check_source = _check_images(images, checks.parity_images, skip, shape, seed)
-    return _Job(source, images, calibration, check_images, check_source, names, probabilities, features)
+    check_images, check_source, check_labels = _check_images(images, checks.parity_images, skip, shape, seed)
+    return _Job(source, images, calibration, check_images, check_source, check_labels, names, probabilities,
+                features)
 
 
 def _outputs(source, labels, logits, mode, min_agreement):
@@ -791,17 +847,20 @@ def _file_bytes(job, deployed, quantization):
 
 
 def _checked_parity(job, predictor, mode, min_agreement):
-    """The file's `Parity` with the Keras model (a backbone's: of its output that differs most); ExportError
-    when the file does not compute what the model computes."""
+    """(the file's `Parity` with the Keras model (a backbone's: of its output that differs most), the warnings
+    of a classifier's: `parity_warning`, `one_class_warning`); ExportError when the file does not compute what
+    the model computes, or agrees less than `min_agreement`."""
     if job.features is None:
-        result = parity(job.model, predictor, job.check_images, job.check_source, job.probabilities)
+        expected = _keras_outputs(job.model, job.check_images, job.probabilities)
+        result = parity(job.model, predictor, job.check_images, job.check_source, job.probabilities, expected)
         check_parity(result, mode, min_agreement)
-        return result
+        warnings = [parity_warning(result, mode), one_class_warning(expected, job.check_labels, job.labels)]
+        return result, [warning for warning in warnings if warning]
     results = feature_parity(job.model, predictor, job.check_images, job.check_source)
     for result in results:
         check_parity(result, mode)
         check_quantized_features(result, mode)
-    return max(results, key=lambda result: result.relative_diff)
+    return max(results, key=lambda result: result.relative_diff), []
 
 
 def check_quantized_features(result, mode):
@@ -829,7 +888,7 @@ def _write_checked(job, deployed, flatbuffer, description, output, quantization,
         with open(tmp, "wb") as f:
             f.write(flatbuffer)
         predictor = TFLitePredictor(tmp, checks.threads, feature_maps=job.features is not None)
-        result = _checked_parity(job, predictor, quantization.quantize, checks.min_agreement)
+        result, warnings = _checked_parity(job, predictor, quantization.quantize, checks.min_agreement)
         report = ExportReport(
             output=output,
             metadata_path=output + ".json",
@@ -849,6 +908,7 @@ def _write_checked(job, deployed, flatbuffer, description, output, quantization,
             qat_loss=deployed.qat_loss,
             deployment=deployed.note,
             outputs=job.features,
+            warnings=warnings,
         )
         sidecar = {**with_tensor_quantization(description, predictor), "report": report.as_dict()}
         write_json(report.metadata_path, sidecar)
@@ -892,7 +952,7 @@ def format_report(report):
                      f"range {check.logit_range:.3g}){worst}")
     else:
         top1 = "" if check.top1_agreement is None else f"top-1 agreement {check.top1_agreement:.1%}, "
-        agreement = (f"{top1}{value} correlation {check.logit_correlation:.4f}, "
+        agreement = (f"{top1}{value} correlation {_correlation_text(check.logit_correlation)}, "
                      f"max |{value} diff| {check.max_abs_diff:.3g}{worst}")
     delegation = f"leaves {_counts(report.undelegated)} to TFLite kernels" if report.undelegated else "runs every op"
     latency = f"{report.latency_ms:.3f} ms, median of {report.latency_runs} invokes, {report.threads} thread(s)"
@@ -914,4 +974,4 @@ def format_report(report):
         first, last = report.qat_loss
         lines.insert(3, ("qat", f"{report.qat_steps} steps, distillation loss {first:.4f} -> {last:.4f}"))
     width = max(len(name) for name, _ in lines)
-    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in lines)
+    return "\n".join([f"{name.ljust(width)}  {value}" for name, value in lines] + list(report.warnings))
