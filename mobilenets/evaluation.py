@@ -32,6 +32,7 @@ from mobilenets import learning, runs
 from mobilenets.runs import KERAS_FILE_EXTENSIONS, load_keras_source, run_dir_of, run_dir_of_checkpoint, source_kind
 # mobilenets.deploy.convert also registers DeployedInvertedResidual, which loading a converted model needs.
 from mobilenets.deploy.convert import convert_learned_group_model, not_convertible
+from mobilenets.deploy.export import export_description
 from mobilenets.deploy.runtime import TFLitePredictor
 from mobilenets.deploy.tuning import lgc_costs
 from mobilenets.models.condensation import learned_group_convs
@@ -208,7 +209,9 @@ def save_keras_model(model, path):
 
 def data_to_evaluate(path, kind, dataset=None, data_dir=None, image_size=None):
     """`runs.DataSettings` to evaluate `path` on: a run's own data (runs.run_data; the arguments override),
-    else the dataset named (also for a run that kept no config.json)."""
+    a .tflite's (`data_of_file`), else the dataset named (also for a run that kept no config.json)."""
+    if kind == "tflite":
+        return data_of_file(path, dataset, data_dir, image_size)
     run_dir = run_dir_of(path, kind)
     if run_dir is not None and (dataset is None or os.path.exists(os.path.join(run_dir, runs.CONFIG_FILE))):
         return runs.run_data(run_dir, dataset, data_dir, image_size)
@@ -216,6 +219,26 @@ def data_to_evaluate(path, kind, dataset=None, data_dir=None, image_size=None):
         raise ConfigError(f"{path} is a {kind} model, which does not record its data; name the dataset to "
                           "evaluate it on (--dataset, --data-dir)")
     return runs.DataSettings(dataset, data_dir, image_size)
+
+
+def data_of_file(path, dataset=None, data_dir=None, image_size=None):
+    """`runs.DataSettings` to evaluate a .tflite on, at its input size: the data of the run it was exported from,
+    as its description records it (dataset, held-out split, evaluation crop) and in `data_dir`, unless another
+    dataset is named."""
+    described = export_description(path) or {}
+    image, run = described.get("input") or {}, described.get("data") or {}
+    size = image_size or (tuple(image["shape"][1:3]) if image.get("shape") else None)
+    if run and (dataset is None or runs.canonical_dataset(dataset) == runs.canonical_dataset(run["dataset"])):
+        options = {key: value for key, value in run.items() if key != "dataset"}
+        if data_dir is None and "validation_fraction" in options:  # folder and npz data: where is it?
+            raise ConfigError(f"{path} was exported from a run on {run['dataset']} data; pass --data-dir, the "
+                              "data it trained on, to score the images it held out")
+        return runs.DataSettings(run["dataset"], data_dir, size, image.get("eval_crop_fraction"), options,
+                                 from_run=True)
+    if dataset is None:
+        raise ConfigError(f"{path} is a tflite model, which does not record its data; name the dataset to evaluate "
+                          "it on (--dataset, --data-dir)")
+    return runs.DataSettings(dataset, data_dir, size)
 
 
 def split_to_evaluate(data, split=None):

@@ -111,6 +111,14 @@ def run_checkpoint(run_dir, which="best"):
     return path
 
 
+def checkpoint_epoch(path):
+    """The epochs a run had done when it wrote checkpoint `path` (its 'epoch' variable), None when it holds none."""
+    try:
+        return int(tf.train.load_checkpoint(path).get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError, KeyError):
+        return None
+
+
 def is_best_checkpoint(path):
     """Whether checkpoint prefix `path` lies in a run's best/ folder."""
     return os.path.basename(os.path.dirname(os.fspath(path))) == CHECKPOINTS["best"]
@@ -202,6 +210,7 @@ def load_keras_source(path, kind, which="best"):
 # ---------------------------------------------------------------- the run's data
 
 FRACTION_SPLIT = ("validation", "val")  # the split names of the part held out by data.validation_fraction
+SPLIT_SEED = 0  # which images folder and npz data hold out: the sources' default seed, which no setting changes
 
 
 def load_run_config(run_dir):
@@ -290,7 +299,7 @@ def source_options(config):
     if data.dataset == "synthetic":
         return {"num_classes": config.num_classes or 10, "num_examples": data.synthetic_examples}
     if data.dataset in ("npz", "folder"):
-        return {"validation_fraction": data.validation_fraction}
+        return {"validation_fraction": data.validation_fraction, "split_seed": SPLIT_SEED}
     if data.validation_fraction:
         raise ConfigError(f"data.validation_fraction holds out a split of 'npz' and 'folder' data only; {data.dataset!r} is "
                           f"validated on its official split: set data.validation_fraction=0")

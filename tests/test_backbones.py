@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 import tf_keras as keras
 
 from mobilenets import build_model
@@ -147,6 +148,22 @@ def test_a_condensed_lgc_backbone_converts_to_the_same_features_and_exports(tmp_
         np.testing.assert_allclose(got[name], expected[name], atol=1e-5 * np.abs(expected[name]).max())
     report = export(converted, tmp_path / "lgc.tflite", parity_images=4, latency_runs=2)  # parity: export's own
     assert report.undelegated == {} and report.outputs == list(expected) and "GATHER" not in report.ops
+
+
+def test_a_backbones_outputs_are_in_stride_order_wherever_they_are_read_by_position():
+    """Keras flattens a dict of outputs in the sorted order of its keys (stride_16 before stride_2): model.outputs,
+    output_names and a flattened call keep stride order, also of the LGC model's converted form (a rebuilt model)."""
+    keras.utils.set_random_seed(0)
+    backbone = build_model("mobilenetv2_lgc", features_only=True, **BACKBONE)
+    names = [m.name for m in feature_maps("mobilenetv2_lgc", WIDTH)]
+    sides = [(SIDE // m.stride,) * 2 for m in feature_maps("mobilenetv2_lgc", WIDTH)]
+    converted = convert_learned_group_model(backbone, condense_remaining=True)
+    for model in (backbone, converted):
+        assert [tuple(output.shape[1:3]) for output in model.outputs] == sides
+        assert model.output_names == [m.layer for m in feature_maps("mobilenetv2_lgc", WIDTH)]
+        maps = model(random_pixels(1, side=SIDE), training=False)
+        assert list(maps) == names
+        assert [tuple(value.shape[1:3]) for value in tf.nest.flatten(maps)] == sides
 
 
 def test_a_keras_applications_no_top_file_loads_into_include_top_false(tmp_path):

@@ -17,7 +17,7 @@ from hparams import apply_overrides, get_preset
 from mobilenets import io
 from mobilenets.deploy.profile import OpTime, format_profile
 from mobilenets.errors import DataError
-from userdata import assert_ok, assert_one_line_error, run_cli, write_npz
+from userdata import assert_ok, assert_one_line_error, run_cli, run_without_tensorflow, write_npz
 
 TINY_EXPORT = ["mobilenetv2", "--width-multiplier", "0.35", "--input-size", "32", "--config", "cifar",
                "--num-classes", "10", "--latency-runs", "5", "--parity-images", "4", "--calibration-images", "8"]
@@ -143,6 +143,24 @@ def test_help_does_not_import_tensorflow(command):
     result = assert_ok(run_cli("-c", HELP_WITHOUT_TENSORFLOW, command))
     assert result.stdout.splitlines()[-1] == "True []", result.stdout[-2000:]
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("command, flags, fragments", [
+    ("export_tflite.py", ["mobilenetv2", "--quantize", "bogus"], ["--quantize", "'bogus'", "'int8'"]),
+    ("export_tflite.py", ["mobilenetv2", "--representative-data", "bogus"],
+     ["--representative-data", ".npz", "cifar10"]),
+    ("evaluate.py", ["run", "--dataset", "bogus"], ["--dataset", "'bogus'", "'folder'"]),
+    ("evaluate.py", ["run", "--split", "bogus"], ["--split", "'bogus'", "'validation'"]),
+    ("evaluate.py", ["run", "--batch-size", "0"], ["--batch-size", "positive integer"]),
+    ("mobilenets.commands.summary", ["bogus"], ["unknown model 'bogus'", "mobilenetv2"]),
+    ("mobilenets.commands.summary", ["--dataset", "bogus"], ["--dataset", "'cifar100'"]),
+    ("mobilenets.commands.predict", ["run", "photo.jpg", "--top-k", "0"], ["--top-k must be a positive integer"]),
+    ("mobilenets.commands.profile", ["model.tflite", "--threads", "0"], ["--threads", "positive integer"]),
+    ("train.py", ["--model", "mobilenetv2", "--verbose", "3"], ["--verbose", "'3'"]),
+])
+def test_a_bad_flag_value_is_one_line_before_tensorflow_loads(command, flags, fragments):
+    """Refused in the parse step, before TensorFlow's 8-12 s start-up: one line that names the choices."""
+    assert_one_line_error(run_without_tensorflow(command, *flags), *fragments)
 
 
 def test_profile_by_kind_shows_the_top_kinds_only():

@@ -236,6 +236,33 @@ def test_cli_exports_a_model_name(tmp_path, capsys):
     assert read_metadata(str(output))["source"] == "mobilenetv1 (random init)"
 
 
+def test_a_run_still_training_is_exported_from_its_checkpoint_with_one_line_saying_which(tmp_path, capsys):
+    """While the trainer holds the run's lock: before its first checkpoint, one line to wait (it used to say the
+    run was no run directory); after, its checkpoint is exported and a line says which, of which epoch (it used
+    to say nothing)."""
+    from mobilenets.training import lock
+
+    run, output = tmp_path / "run", tmp_path / "v1.tflite"
+    argv = [str(run), "-o", str(output), "--latency-runs", "2", "--parity-images", "4"]
+    lock.acquire(str(run))  # the training process (this one) holds it from its start
+    try:
+        assert export_tflite.main(argv) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"error: {run} is still training") and "\n" not in error
+        assert "no checkpoint yet" in error and "wait" in error
+        spec = {"name": "mobilenetv1", **SMALL}
+        write_run(run, small_model("mobilenetv1"), spec)
+        epoch = tf.Variable(3, dtype=tf.int64)
+        tf.train.Checkpoint(model=small_model("mobilenetv1"), epoch=epoch).save(str(run / "best" / "ckpt"))
+        assert export_tflite.main(argv) == 0
+    finally:
+        lock.release(str(run))
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == (f"note: {run} is still training: exported its checkpoint {run / 'best' / 'ckpt-1'} (after "
+                           "epoch 3); export again when the run ends for its final weights"), printed
+    assert output.stat().st_size > 0
+
+
 def v1_with_classifier(classifier):
     """A SMALL MobileNetV1 of its own (BatchNorm statistics from a batch) whose classifier's kernel is
     `classifier(kernel shape)`, its bias 0."""

@@ -65,3 +65,46 @@ def test_evaluate_shows_its_stages_on_a_terminal_and_nothing_extra_in_a_pipe(tmp
     assert f"... loading {run}" in terminal and "... scoring synthetic" in terminal, terminal
     piped = assert_ok(run_cli("evaluate.py", run, "--checkpoint", "last"))
     assert "..." not in piped.stderr and "top-1" in piped.stdout
+
+
+def test_int8_export_and_summary_show_their_stages_on_a_terminal(tmp_path, monkeypatch):
+    """A line per stage where a person watches (stderr a terminal; they were silent for 20 s and 12 s). In a pipe
+    nothing extra: test_cli_traps' int8 export and summary leave stderr empty."""
+    import os
+    import sys
+    import threading
+
+    from mobilenets.commands import export as export_command
+    from mobilenets.commands import summary
+
+    leader, follower = os.openpty()
+    shown = []
+    reader = threading.Thread(target=read_until, args=(leader, b"END", shown), daemon=True)
+    reader.start()
+    terminal = os.fdopen(follower, "w")
+    monkeypatch.setattr(sys, "stderr", terminal)
+    try:
+        assert export_command.main([
+            "mobilenetv2", "--width-multiplier", "0.35", "--input-size", "32", "--config", "cifar", "--num-classes",
+            "10", "--quantize", "int8", "--representative-data", "synthetic", "--calibration-images", "8",
+            "--parity-images", "4", "--latency-runs", "2", "-o", str(tmp_path / "m.tflite")]) == 0
+        assert summary.main(["mobilenetv2", "--width", "0.35"]) == 0
+        print("END", file=terminal, flush=True)
+        reader.join(timeout=30)
+    finally:
+        monkeypatch.undo()
+        terminal.close()
+        os.close(leader)
+    stages = [line for line in b"".join(shown).decode().splitlines() if line.startswith("... ")]
+    assert stages == [
+        "... loading TensorFlow", "... loading mobilenetv2", "... reading 8 calibration images of synthetic training "
+        "split", "... converting to int8, calibrated on 8 images", "... checking the file against Keras on 4 images, "
+        "timing 2 invokes", "... loading TensorFlow", "... building mobilenetv2 (1 of 1)"], stages
+
+
+def read_until(descriptor, end, chunks):
+    """Appends what is read from `descriptor` (a pseudo-terminal's leader) to `chunks` until `end` is shown."""
+    import os
+
+    while end not in b"".join(chunks):
+        chunks.append(os.read(descriptor, 4096))

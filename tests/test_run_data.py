@@ -223,8 +223,26 @@ def test_a_tflite_takes_its_class_names_from_its_metadata(folder_run, npz_file, 
     report = evaluate_path(tmp_path / "f.tflite", "npz", data_dir=npz_file)  # npz itself names no class
     assert report.class_names == list(CLASSES)
     assert report.num_images == len(npz_data.split_indices(60, 0.15, 0)["validation"])
-    with pytest.raises(ConfigError, match="does not record its data; name the dataset"):
+    with pytest.raises(ConfigError, match="exported from a run on folder data; pass --data-dir"):
         evaluate_path(tmp_path / "f.tflite")
+
+
+def test_a_flat_folder_runs_tflite_scores_what_the_run_held_out_given_only_its_data_dir(folder_run, photos, tmp_path):
+    """The file records its input size and the run's split, as it records the crop: `evaluate.py model.tflite
+    --data-dir photos` scores the images `evaluate.py RUN` scores, to the same top-1 (it used to find no
+    'validation' folder, and with --split train to ask for --image-size)."""
+    from mobilenets.commands import evaluate as evaluate_command
+
+    path = tmp_path / "f.tflite"
+    export_module.export(str(folder_run), path, latency_runs=1, parity_images=4)
+    assert evaluate_command.main([str(path), "--data-dir", str(photos), "--json", str(tmp_path / "f.json")]) == 0
+    by_file, by_run = json.loads((tmp_path / "f.json").read_text()), evaluate_path(folder_run).as_dict()
+    for key in ("data", "num_images", "top1", "confusion_matrix", "class_names"):
+        assert by_file[key] == by_run[key], key
+    assert by_run["data"] == f"folder validation (held out: 0.25 of {photos}, 9 images)"
+    assert len({predicted for row in by_run["confusion_matrix"] for predicted, n in enumerate(row) if n}) > 1
+    trained_on = evaluate_path(path, data_dir=photos, split="train")
+    assert (trained_on.num_images, trained_on.trained_on) == (27, True)
 
 
 def test_many_classes_print_the_worst_and_say_where_the_rest_is():

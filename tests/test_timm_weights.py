@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mobilenets.errors import CheckpointError
+from mobilenets.errors import CheckpointError, ConfigError
 from mobilenets.models import timm_weights
 from mobilenets.models.registry import build_model
-from userdata import assert_one_line_error, run_cli
+from userdata import assert_one_line_error, run_without_tensorflow, write_npz
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "timm"
 MODELS = ("mobilenetv4_conv_small", "mobilenetv4_hybrid_medium", "mobilenetv3_small")  # every timm block type
@@ -173,6 +173,51 @@ def test_a_model_built_otherwise_than_the_checkpoint_needs_is_refused(loaded):
         f"timm mobilenetv4_conv_small.e2400_r224_in1k weights from {weights_of(name)} (with its classifier)")
 
 
+def test_an_explicit_argument_the_checkpoint_cannot_take_is_one_line_not_overridden():
+    """build_model(weights=<timm file>) builds as the checkpoint was trained; an argument saying otherwise is refused
+    (it used to be replaced silently), one saying the same is taken."""
+    name = "mobilenetv3_small"
+    for argument, message in (({"padding": "same"}, "padding='symmetric'"),
+                              ({"normalization": "inception"}, "normalization='imagenet'"),
+                              ({"bn_epsilon": 1e-3}, "bn_epsilon=1e-05")):
+        with pytest.raises(ConfigError) as error:
+            build_model(name, num_classes=CLASSES, width_multiplier=WIDTH, weights=weights_of(name), **argument)
+        assert message in str(error.value) and f"drop {next(iter(argument))}=" in str(error.value), str(error.value)
+        assert "\n" not in str(error.value)
+    model = build_model(name, num_classes=CLASSES, width_multiplier=WIDTH, weights=weights_of(name),
+                        padding="symmetric", normalization="imagenet")
+    assert logits_error(model, name) < 1e-4
+
+
+def test_a_run_resumes_after_its_weights_file_moved(tmp_path, monkeypatch, capsys):
+    """Ctrl-C after the first epoch, the weights file moved, the same command again: the run resumes from its
+    checkpoint, which holds the weights (the command used to read the file again and stop)."""
+    from mobilenets.commands import train as train_script
+    from mobilenets.training import callbacks
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(weights_of("mobilenetv3_small"), tmp_path / "w.safetensors")
+    write_npz(tmp_path / "images.npz", n=16, num_classes=CLASSES)
+    command = ["--preset", "smoke", "--model", "mobilenetv3_small", "--width", str(WIDTH), "--weights", "w.safetensors",
+               "--dataset", "npz", "--data-dir", "images.npz", "--epochs", "2", "--batch-size", "8", "--verbose", "0",
+               "--set", "model.input_size=32", "--set", "run.checkpoint_every=1", "--set", "run.precise_bn_images=0",
+               "--set", "data.validation_fraction=0"]  # no validation: seconds, not 15
+    save = callbacks.SaveCheckpoints.on_epoch_end
+
+    def save_then_interrupt(self, epoch, logs=None):
+        save(self, epoch, logs)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(callbacks.SaveCheckpoints, "on_epoch_end", save_then_interrupt)
+        assert train_script.main(command) == 130
+    (tmp_path / "w.safetensors").rename(tmp_path / "moved.safetensors")
+    capsys.readouterr()
+    assert train_script.main(command) == 0
+    printed = capsys.readouterr().out
+    assert "resuming after epoch 1" in printed and "done: 2 epochs" in printed, printed
+
+
 def test_a_bare_file_takes_its_tags_settings(tmp_path):
     """Without config.json: the input size and mean/std of the tag named in its path (a hub cache's
     models--timm--ARCH.TAG folder, say), else of the architecture's default tag."""
@@ -217,16 +262,6 @@ def test_the_hub_offline_is_one_line_at_once(monkeypatch):
     assert looked_up == [("timm/mobilenetv4_conv_small.e2400_r224_in1k", "model.safetensors", True)]
 
 
-# train.py run with TensorFlow unimportable: a refusal that comes before it loads is the one line; a
-# TensorFlow import on the way would end in an ImportError traceback instead.
-WITHOUT_TENSORFLOW = """
-import runpy, sys
-sys.modules["tensorflow"] = None
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 def test_bad_weights_on_the_command_line_are_one_line_each(tmp_path):
     """Refused before TensorFlow loads (mobilenets.training.settings): another model's file, a
     truncated file, a hub id offline, a hub id of an architecture timm_weights does not cover."""
@@ -246,7 +281,7 @@ def test_bad_weights_on_the_command_line_are_one_line_each(tmp_path):
          ("timm/resnet50.a1_in1k is not a timm architecture we load weights for",)),
     ]
     for flags, fragments in cases:
-        result = run_cli("-c", WITHOUT_TENSORFLOW, "train.py", *flags, "--dataset", "synthetic", "--run-dir",
-                         tmp_path / "run", env={"MOBILENETS_OFFLINE": "1"})
+        result = run_without_tensorflow("train.py", *flags, "--dataset", "synthetic", "--run-dir", tmp_path / "run",
+                                        env={"MOBILENETS_OFFLINE": "1"})
         assert_one_line_error(result, *fragments)
     assert not (tmp_path / "run").exists()

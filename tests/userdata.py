@@ -151,6 +151,25 @@ def run_cli(*argv, cwd=REPO, timeout=900, env=None):
                           timeout=timeout)
 
 
+# A command run with TensorFlow unimportable: what it refuses before TensorFlow loads is its one line; a TensorFlow
+# import on the way ends in an ImportError traceback instead.
+WITHOUT_TENSORFLOW = """
+import runpy, sys
+sys.modules["tensorflow"] = None
+sys.argv = sys.argv[1:]
+if sys.argv[0].endswith(".py"):
+    runpy.run_path(sys.argv[0], run_name="__main__")
+else:
+    runpy.run_module(sys.argv[0], run_name="__main__")
+"""
+
+
+def run_without_tensorflow(command, *argv, env=None):
+    """`run_cli` of a root script ('train.py') or a module ('mobilenets.commands.summary') that may not import
+    TensorFlow."""
+    return run_cli("-c", WITHOUT_TENSORFLOW, command, *argv, env=env)
+
+
 def error_lines(result):
     return [line for line in result.stderr.splitlines() if line.strip()]
 

@@ -4,6 +4,7 @@ Importing this module does not import TensorFlow: scripts parse their
 arguments first (so --help is instant), then `import_quietly` the package.
 """
 
+import argparse
 import importlib
 import os
 import sys
@@ -12,6 +13,28 @@ import tempfile
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # before TensorFlow loads
 
 from mobilenets.quiet import held_stderr, replay, stderr_into  # noqa: E402  (held_stderr: the scripts use it)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser for the commands: the description as written, and a bad flag or value refused in one
+    line, `error: ...` (exit code 2), before anything heavy loads."""
+
+    def __init__(self, description=None, **kwargs):
+        super().__init__(description=description, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs)
+
+    def error(self, message):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+def positive_int(text):
+    """argparse type: a positive integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 # What TensorFlow prints on a machine without a usable GPU when it looks for one: not news there.
@@ -63,10 +86,12 @@ def probe_devices():
 
 def terminal_progress():
     """A progress(line) that prints each stage of long work to a terminal's stderr ('... loading X'), or None in a
-    pipe or a file (nothing extra there)."""
+    pipe or a file (nothing extra there). It writes to the terminal itself, so inside `held_stderr` too."""
     if not sys.stderr.isatty():
         return None
-    return lambda line: print(f"... {line}", file=sys.stderr, flush=True)
+    sys.stderr.flush()
+    terminal = os.dup(sys.stderr.fileno())
+    return lambda line: os.write(terminal, f"... {line}\n".encode())
 
 
 def one_line_warning(message, category, filename, lineno, file=None, line=None):

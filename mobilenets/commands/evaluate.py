@@ -26,31 +26,37 @@ that and saves it. Ctrl-C stops it with one line and exit status 130; the output
 mobilenets/evaluation.py.
 """
 
-import argparse
 import sys
 
+from hparams.config import DATASET_NUM_CLASSES
 from mobilenets.commands import cli
+from mobilenets.commands.cli import positive_int
+
+SPLITS = ("train", "validation", "val", "test")  # what the data sources call their splits (mobilenets.data)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument(
         "model", help="run directory, checkpoint prefix, .keras/.h5 file, SavedModel directory or .tflite file"
     )
     parser.add_argument(
-        "--dataset", default=None, help="cifar10, cifar100, imagenet, folder, npz or synthetic (default: the run's)"
+        "--dataset", default=None, type=str.lower, choices=tuple(DATASET_NUM_CLASSES),
+        help="cifar10, cifar100, imagenet, folder, npz or synthetic (default: the run's, or the .tflite's run's)",
     )
     parser.add_argument(
         "--data-dir", default=None, help="where the dataset is (default: the run's; see mobilenets.data)"
     )
     parser.add_argument(
-        "--split", default=None, help="default: the split the run held out, else validation (CIFAR: its test set)"
+        "--split", default=None, type=str.lower, choices=SPLITS,
+        help="default: the split the run held out, else validation (CIFAR: its test set)",
     )
-    parser.add_argument("--batch-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=positive_int, default=50)
     parser.add_argument(
-        "--image-size", type=int, default=None, help="default: the run's model input size, else the dataset's"
+        "--image-size", type=positive_int, default=None,
+        help="default: the run's model input size (a .tflite's own), else the dataset's",
     )
-    parser.add_argument("--max-images", type=int, default=None, help="stop after this many images")
+    parser.add_argument("--max-images", type=positive_int, default=None, help="stop after this many images")
     parser.add_argument(
         "--checkpoint", choices=("best", "last"), default="best",
         help="which checkpoint of a run (default: best; the last, as the report says, when the run kept no best one)",
@@ -62,7 +68,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--condense-remaining", action="store_true", help="with --convert: run condensation stages training did not"
     )
-    parser.add_argument("--num-threads", type=int, default=None, help=".tflite interpreter threads")
+    parser.add_argument("--num-threads", type=positive_int, default=None, help=".tflite interpreter threads")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     parser.add_argument(
         "--plot", default=None, metavar="PATH", help="draw the confusion matrix and per-class top-1 into this PNG"

@@ -29,24 +29,30 @@ import argparse
 import os
 import sys
 
+from hparams.config import DATASET_NUM_CLASSES
 from mobilenets.commands import cli
+from mobilenets.commands.cli import positive_int
+from mobilenets.deploy import MODES
 
 
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def images_to_read(text):
+    """argparse type of --representative-data: a dataset name or a .npz file."""
+    if text.endswith(".npz") or text.lower() in DATASET_NUM_CLASSES:
+        return text
+    raise argparse.ArgumentTypeError(f"must be a dataset name ({', '.join(DATASET_NUM_CLASSES)}) or a .npz file, "
+                                     f"got {text!r}")
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("source", metavar="RUN_DIR_OR_MODEL", help="run directory, saved Keras model or model name")
-    parser.add_argument("--quantize", default="none", help="none (float32, default), float16, dynamic, int8 or qat")
+    parser.add_argument("--quantize", default="none", choices=MODES,
+                        help="none (float32, default), float16, dynamic, int8 or qat")
     parser.add_argument("--output", "-o", default=None, help="default: <source name>_<quantize>.tflite here")
     parser.add_argument(
         "--representative-data",
         default=None,
+        type=images_to_read,
         metavar="DATASET_OR_NPZ",
         help="calibration / QAT / parity images: a dataset name (cifar10, imagenet, synthetic...) or a .npz with x "
         "(N, H, W, 3) uint8; default: the run's dataset",
@@ -115,6 +121,9 @@ def main(argv=None):
 
 def export_and_print(args):
     """Exports as `args` say, the converter's and LiteRT's own stderr lines held back; prints the report."""
+    progress = cli.terminal_progress()
+    if progress:
+        progress("loading TensorFlow")
     export = cli.import_quietly("mobilenets.deploy.export")
     quantization = export.QuantizationSettings(
         quantize=args.quantize,
@@ -147,6 +156,7 @@ def export_and_print(args):
             width_multiplier=args.width_multiplier,
             input_shape=(args.input_size, args.input_size, 3) if args.input_size else None,
             config=args.config,
+            progress=progress,
             **backbone,
         )
     print(export.format_report(report))

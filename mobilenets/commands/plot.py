@@ -8,12 +8,12 @@ so several runs compare side by side. Reads only log.csv (no TensorFlow); matplo
 off-screen (Agg). The PNG is written atomically (mobilenets.io).
 """
 
-import argparse
 import csv
 import math
 import os
 import sys
 
+from mobilenets.commands import cli
 from mobilenets.errors import CheckpointError, ConfigError
 from mobilenets.io import atomic_path
 
@@ -81,11 +81,10 @@ def plot_runs(run_dirs, output):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="training run directories (with log.csv)")
     parser.add_argument("--output", "-o", help="PNG to write (default: RUN_DIR/curves.png of the first run)")
     args = parser.parse_args(argv)
-    from mobilenets.commands import cli
 
     def plot():
         output = args.output or os.path.join(args.run_dirs[0], "curves.png")

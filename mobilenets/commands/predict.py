@@ -22,8 +22,6 @@ An image that cannot be read is one `error: IMAGE: cannot decode ...` line on st
 others are still scored; the exit code is then 1. A bad model or option: one line, exit 2.
 """
 
-import argparse
-import json
 import os
 import re
 import sys
@@ -40,7 +38,7 @@ DECIMALS = 3  # probabilities as printed
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("model", help="run directory, checkpoint prefix, .keras/.h5 file, SavedModel directory "
                                       "or .tflite file")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
@@ -155,26 +153,10 @@ def default_crop_fraction(input_shape):
     return cifar.EVAL_CROP_FRACTION if small else imagenet.EVAL_CROP_FRACTION
 
 
-def export_description(path):
-    """The export's own description of a .tflite (embedded, else the <file>.json sidecar), or None."""
-    from mobilenets.deploy import litert
-    from mobilenets.deploy.export import METADATA_NAME
-
-    try:
-        described = litert.read_metadata(path, METADATA_NAME)
-    except (ValueError, UnicodeDecodeError):
-        described = None
-    if described is None:
-        try:
-            with open(path + ".json") as f:
-                described = json.load(f)
-        except (OSError, ValueError):
-            return None
-    return described if isinstance(described, dict) else None
-
-
 def tflite_crop_fraction(path, input_shape):
     """The crop its export description records (a run's export does), else the size's default."""
+    from mobilenets.deploy.export import export_description
+
     recorded = ((export_description(path) or {}).get("input") or {}).get("eval_crop_fraction")
     return float(recorded) if recorded else default_crop_fraction(input_shape)
 
@@ -280,8 +262,9 @@ def predict_and_print(args):
     from mobilenets.io import reporting_write_errors, write_json
 
     k = positive_int(args.top_k, "--top-k")
-    paths = image_paths(args.images)
     threads = None if args.num_threads is None else positive_int(args.num_threads, "--num-threads")
+    paths = image_paths(args.images)
+    cli.import_quietly("mobilenets.evaluation")
     classifier = load_classifier(args.model, args.checkpoint, threads)
     if classifier.labels_note:
         print(f"warning: {classifier.labels_note}", file=sys.stderr)
@@ -303,7 +286,6 @@ def predict_and_print(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    cli.import_quietly("mobilenets.evaluation")
     return cli.run(lambda: predict_and_print(args))
 
 

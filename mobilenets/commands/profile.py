@@ -3,18 +3,18 @@
     mobilenets-profile model.tflite [--threads 1] [--runs 50] [--top 20] [--by-kind]
 """
 
-import argparse
 import sys
 
 from mobilenets.commands import cli
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("model", help="a .tflite file")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=50, help="timed invokes per op (median)")
-    parser.add_argument("--top", type=int, default=None, help="only the N slowest ops (with --by-kind: op kinds)")
+    parser.add_argument("--threads", type=cli.positive_int, default=1)
+    parser.add_argument("--runs", type=cli.positive_int, default=50, help="timed invokes per op (median)")
+    parser.add_argument("--top", type=cli.positive_int, default=None,
+                        help="only the N slowest ops (with --by-kind: op kinds)")
     parser.add_argument("--by-kind", action="store_true", help="one line per op kind: count, total ms, share")
     args = parser.parse_args(argv)
     cli.import_quietly("tensorflow")

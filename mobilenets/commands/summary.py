@@ -5,9 +5,11 @@
     mobilenets-summary --all --plot docs/models_imagenet.png      # top-1 and params vs multiply-adds
 """
 
-import argparse
 import os
 import sys
+
+from mobilenets.commands import cli
+from mobilenets.models import zoo
 
 DATASETS = {"imagenet": ("imagenet", 1000), "cifar10": ("cifar", 10), "cifar100": ("cifar", 100)}
 
@@ -25,13 +27,16 @@ PUBLISHED_TOP1 = {
 }
 
 
-def rows(names, dataset="imagenet", width_multiplier=1.0, image_size=None, **build_kwargs):
+def rows(names, dataset="imagenet", width_multiplier=1.0, image_size=None, progress=None, **build_kwargs):
+    """(name, input side, parameters, multiply-adds) of each model; progress(line) hears each one built."""
     from mobilenets.models.costs import count
     from mobilenets.models.registry import build_model
 
     config, num_classes = DATASETS[dataset]
     shape = (image_size, image_size, 3) if image_size else None
-    for name in names:
+    for index, name in enumerate(names):
+        if progress:
+            progress(f"building {name} ({index + 1} of {len(names)})")
         model = build_model(
             name, num_classes=num_classes, input_shape=shape, config=config, width_multiplier=width_multiplier, **build_kwargs
         )
@@ -74,10 +79,9 @@ def plot(table, dataset, path):
 
 
 def main(argv=None):
-    from mobilenets.commands import cli
     from mobilenets.errors import MobilenetsError
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("models", nargs="*", help="model names (default: every registered model)")
     parser.add_argument("--all", action="store_true", help="every registered model")
     parser.add_argument("--dataset", default="imagenet", choices=sorted(DATASETS))
@@ -87,11 +91,18 @@ def main(argv=None):
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--plot", metavar="PNG", default=None, help="also write top-1 and parameters vs multiply-adds")
     args = parser.parse_args(argv)
-    registry = cli.import_quietly("mobilenets.models.registry")
-    names = registry.list_models() if args.all or not args.models else args.models
+    names = sorted(zoo.MODELS) if args.all or not args.models else args.models
+    unknown = [name for name in names if name not in zoo.MODELS]
+    if unknown:
+        print(f"error: unknown model {unknown[0]!r}; choose one of: {', '.join(sorted(zoo.MODELS))}", file=sys.stderr)
+        return 2
+    progress = cli.terminal_progress()
+    if progress:
+        progress("loading TensorFlow")
+    cli.import_quietly("mobilenets.models.registry")
     try:
         with cli.held_stderr():  # TensorFlow's log lines while the models build
-            table = list(rows(names, args.dataset, args.width, args.image_size, expansion=args.expansion))
+            table = list(rows(names, args.dataset, args.width, args.image_size, progress, expansion=args.expansion))
     except MobilenetsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -9,7 +9,6 @@ MediaPipe Tasks reads). --json prints everything as JSON instead, our own
 export description ("mobilenets" metadata) included.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -18,7 +17,7 @@ from mobilenets.commands import cli
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     parser.add_argument("paths", nargs="+", metavar="MODEL.tflite")
     parser.add_argument("--json", action="store_true", help="print the full metadata as JSON")
     return parser.parse_args(argv)

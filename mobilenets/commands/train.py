@@ -15,7 +15,6 @@ command again: it resumes from the last checkpoint (to continue with changed set
 continues from the last good checkpoint with half the learning rate (run.nan_lr_factor). All behaviour lives in mobilenets/training/ (this file only parses arguments).
 """
 
-import argparse
 import json
 import sys
 
@@ -42,7 +41,7 @@ SWITCHES = {"xla": "run.xla", "resume": "run.resume"}
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.ArgumentParser(__doc__)
     what = parser.add_argument_group("what to train")
     what.add_argument("--model", help="model name; without --preset, starts from its default preset")
     what.add_argument("--preset", help="named recipe (see --list-presets)")

@@ -37,6 +37,7 @@ to a temporary name and renamed only when all of this succeeded
 
 import contextlib
 import dataclasses
+import fcntl
 import json
 import math
 import os
@@ -65,12 +66,13 @@ from mobilenets.deploy.litert import (
     undelegated_ops,
 )
 from mobilenets.models.attention import has_attention
-from mobilenets.deploy import litert
+from mobilenets.deploy import MODES, litert
 from mobilenets.deploy import metadata as tflite_metadata
+from mobilenets.models.condensation import learned_group_convs
 from mobilenets.models.pretrained import transfer_weights
 from mobilenets.models.registry import build_model, list_models
+from mobilenets.training.lock import LOCK_FILE
 
-MODES = ("none", "float16", "dynamic", "int8", "qat")
 INTEGER_MODES = ("int8", "qat")
 # max |TFLite - Keras| logit difference, relative to the logits' scale (absolute when it is below 1):
 FLOAT32_TOLERANCE = 1e-4  # scale: the largest |logit| (float32 rounding grows with the logits)
@@ -97,6 +99,7 @@ class Source:
     model: keras.Model
     description: str
     data: Optional[runs.DataSettings] = None  # the training run's data as it trained on it (runs.run_data)
+    note: Optional[str] = None  # the run is still training: which of its checkpoints this is
 
 
 def _run_data(run_dir):
@@ -127,6 +130,10 @@ def load_source(source, which="best", weights=None, **build_kwargs):
             f"{source} does not exist and is not a model name; pass a run directory, a saved Keras model "
             f"(.keras, .h5, SavedModel) or one of: {', '.join(list_models())}"
         )
+    training = _training_process(source) if os.path.isdir(source) else None
+    if training and not _has_checkpoint(source):
+        raise CheckpointError(f"{source} is still training ({training}) and has no checkpoint yet; wait for its first "
+                              "checkpoint (the end of its first epoch) and export again")
     kind = runs.source_kind(source)
     if kind == "tflite":
         raise ExportError(f"{source} is already a .tflite file; pass the run directory or Keras model it came from")
@@ -139,7 +146,37 @@ def load_source(source, which="best", weights=None, **build_kwargs):
         model = _backbone_of_run(model, run_dir, source, backbone)
         description = f"{source} ({kind}, backbone)"
     data = _run_data(run_dir) if run_dir else None
-    return Source(model, description, data)
+    return Source(model, description, data, _still_training_note(source, which) if training else None)
+
+
+def _training_process(run_dir):
+    """The process a run directory's lock names while it trains ('pid 123 on host'; training.lock), else None."""
+    try:
+        handle = open(os.path.join(run_dir, LOCK_FILE))
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:  # held: the training process is alive
+            return handle.read().strip() or "process unknown"
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    return None
+
+
+def _has_checkpoint(run_dir):
+    """Whether a run directory holds what export restores: its model.json and a checkpoint."""
+    has_spec = os.path.isfile(os.path.join(run_dir, runs.MODEL_SPEC))
+    return has_spec and any(runs.latest_checkpoint(run_dir, which) for which in runs.CHECKPOINTS)
+
+
+def _still_training_note(run_dir, which):
+    """The one line saying which checkpoint of a run that is still training is exported."""
+    checkpoint = runs.run_checkpoint(run_dir, which)
+    epoch = runs.checkpoint_epoch(checkpoint)
+    after = "" if epoch is None else f" (after epoch {epoch})"
+    return (f"note: {run_dir} is still training: exported its checkpoint {checkpoint}{after}; export again when "
+            "the run ends for its final weights")
 
 
 def _backbone_of_run(model, run_dir, source, options):
@@ -393,9 +430,10 @@ def _normalization(model):
 
 
 def describe(model, mode, labels=None, int8_io=False, source="", probabilities=False, uint8_io=False,
-             eval_crop_fraction=None):
+             eval_crop_fraction=None, data=None):
     """What a phone app needs to feed the model and read its answer (the embedded and sidecar JSON);
     eval_crop_fraction: the central crop the model was validated with (a run's), None when unknown.
+    data: the run's data, as `data_record` (evaluation scores the file on the images the run held out).
     A backbone's answer: "outputs", its feature maps by name in the file's order, instead of "output"."""
     height, width, _ = image_shape(model)
     dtype = "int8" if int8_io else "uint8" if uint8_io else "float32"
@@ -417,6 +455,7 @@ def describe(model, mode, labels=None, int8_io=False, source="", probabilities=F
             "eval_crop_fraction": eval_crop_fraction,
             "note": note,
         },
+        "data": data,
     }
     if is_backbone(model):
         features = named_features(model._nested_outputs)
@@ -447,6 +486,29 @@ def with_tensor_quantization(description, predictor):
 def read_metadata(path):
     """The description `export` embedded in a .tflite file, or None."""
     return litert.read_metadata(path, METADATA_NAME)
+
+
+def export_description(path):
+    """The export's own description of a .tflite (embedded, else the <file>.json sidecar), or None."""
+    try:
+        described = read_metadata(path)
+    except Exception:  # noqa: BLE001 (a damaged file: the interpreter says what is wrong with it)
+        described = None
+    if described is None:
+        try:
+            with open(path + ".json") as f:
+                described = json.load(f)
+        except (OSError, ValueError):
+            return None
+    return described if isinstance(described, dict) else None
+
+
+def data_record(data):
+    """The description's record of a run's data (`runs.DataSettings`): its dataset and how the run split it
+    (validation_fraction and split_seed of folder and npz data); None for a model without a run."""
+    if data is None or not data.from_run:
+        return None
+    return {"dataset": data.dataset, **data.options}
 
 
 def standard_metadata(model, mode, names, tensors, probabilities, source=""):
@@ -620,7 +682,8 @@ class ExportReport:
     qat_loss: Optional[List[float]] = None  # distillation loss, first and last tenth of the steps
     deployment: Optional[str] = None  # how a learned-group-conv model was deployed (see deploy.tuning)
     outputs: Optional[List[str]] = None  # a backbone's feature outputs, in the file's order
-    warnings: List[str] = dataclasses.field(default_factory=list)  # low parity, one class answered (one line each)
+    # low parity, one class answered, the run still training (one line each)
+    warnings: List[str] = dataclasses.field(default_factory=list)
 
     def as_dict(self):
         return dataclasses.asdict(self)
@@ -773,17 +836,20 @@ class _Job:
         return self.source.model
 
 
-def _prepare(source, which, build_kwargs, quantization, checks, labels, logits):
+def _prepare(source, which, build_kwargs, quantization, checks, labels, logits, progress):
     """The `_Job` of `export`'s arguments; one-line errors for what does not fit."""
     if isinstance(source, keras.Model):
         source = Source(source, source.name)
     else:
+        progress(f"loading {source}")
         source = load_source(source, which, **build_kwargs)
     shape, mode, seed = image_shape(source.model), quantization.quantize, quantization.seed
     images = _image_source(quantization.representative_data, quantization.data_dir, source, shape, seed)
     if mode in INTEGER_MODES and images is None:
         raise ConfigError(NEEDS_IMAGES.format(mode=mode))
     names, probabilities, features = _outputs(source, labels, logits, mode, checks.min_agreement)
+    if mode in INTEGER_MODES:
+        progress(f"reading {quantization.calibration_images} calibration images of {images.description}")
     calibration = _calibration_images(images, quantization.calibration_images, mode) if mode in INTEGER_MODES else None
     skip = 0 if calibration is None else len(calibration)
     check_images, check_source, check_labels = _check_images(images, checks.parity_images, skip, shape, seed)
@@ -819,11 +885,14 @@ class _Deployed:
     qat_loss: Optional[List[float]] = None
 
 
-def _deploy(job, quantization, keep_masks, threads):
+def _deploy(job, quantization, keep_masks, threads, progress):
     q = quantization
+    if learned_group_convs(job.model) and not keep_masks:
+        progress("converting the learned group convs, each block's forms timed in LiteRT")
     model, note = deployed_model(job.model, q.quantize, keep_masks, threads)
     if q.quantize != "qat":
         return _Deployed(model, note)
+    progress("fine-tuning quantize-aware (QAT)")
     model, steps, loss = _qat(model, job.images, job.calibration, q.qat_steps, q.qat_epochs, q.qat_batch_size,
                               q.qat_learning_rate)
     return _Deployed(model, note, steps, loss)
@@ -836,7 +905,7 @@ def _file_bytes(job, deployed, quantization):
     flatbuffer = convert(deployed, q.quantize, job.calibration, q.int8_io, job.probabilities, q.uint8_io)
     data = source.data or runs.DataSettings(None)
     description = describe(job.model, q.quantize, job.labels, q.int8_io, source.description, job.probabilities,
-                           q.uint8_io, data.eval_crop_fraction)
+                           q.uint8_io, data.eval_crop_fraction, data_record(source.data))
     described = embed_metadata(flatbuffer, METADATA_NAME, json.dumps(description).encode())
     if job.features is not None:
         return described, description
@@ -908,7 +977,7 @@ def _write_checked(job, deployed, flatbuffer, description, output, quantization,
             qat_loss=deployed.qat_loss,
             deployment=deployed.note,
             outputs=job.features,
-            warnings=warnings,
+            warnings=([job.source.note] if job.source.note else []) + warnings,
         )
         sidecar = {**with_tensor_quantization(description, predictor), "report": report.as_dict()}
         write_json(report.metadata_path, sidecar)
@@ -916,7 +985,7 @@ def _write_checked(job, deployed, flatbuffer, description, output, quantization,
 
 
 def export(source, output, quantization=None, checks=None, labels=None, logits=False, keep_masks=False, which="best",
-           **options):
+           progress=None, **options):
     """Exports `source` (see `load_source`; a keras.Model is taken as is) to `output`; returns an `ExportReport`.
 
     quantization: `QuantizationSettings`; checks: `CheckSettings`. Their fields may also be given
@@ -929,12 +998,19 @@ def export(source, output, quantization=None, checks=None, labels=None, logits=F
         and the parity check compares the file with the masked model.
     A backbone (`is_backbone`) outputs its features, named as the model names them ('stride_8', ...,
     by stride; 'features' for one output), and carries no classification metadata (see `_file_bytes`).
-    Writes `output` and `output + '.json'` only when the export passed its checks.
+    A run that is still training exports its checkpoint as it is, the report's first warning says which.
+    Writes `output` and `output + '.json'` only when the export passed its checks. progress(line): hears each stage.
     """
+    progress = progress or (lambda line: None)
     quantization, checks, build_kwargs = _settings(quantization, checks, options)
-    job = _prepare(source, which, build_kwargs, quantization, checks, labels, logits)
-    deployed = _deploy(job, quantization, keep_masks, checks.threads)
+    job = _prepare(source, which, build_kwargs, quantization, checks, labels, logits, progress)
+    deployed = _deploy(job, quantization, keep_masks, checks.threads, progress)
+    mode = quantization.quantize
+    progress(f"converting to {'float32' if mode == 'none' else mode}"
+             + (f", calibrated on {len(job.calibration)} images" if job.calibration is not None else ""))
     flatbuffer, description = _file_bytes(job, deployed.model, quantization)
+    progress(f"checking the file against Keras on {len(job.check_images)} images, timing {checks.latency_runs} "
+             "invokes")
     return _write_checked(job, deployed, flatbuffer, description, os.fspath(output), quantization, checks)
 
 

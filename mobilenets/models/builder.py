@@ -103,6 +103,28 @@ def trunk(arch, width_multiplier=1.0, drop_path_rate=0.0):
     return layers
 
 
+class FeatureName(str):
+    """A feature map's output name, 'stride_<stride>', that sorts by its stride: Keras flattens a dict of outputs
+    in the sorted order of its keys (model.outputs, a rebuilt or converted model), which for plain strings puts
+    'stride_16' before 'stride_2'."""
+
+    def _order(self):
+        prefix, _, stride = self.rpartition("_")
+        return (prefix, int(stride)) if stride.isdigit() else (str(self), 0)
+
+    def __lt__(self, other):
+        return self._order() < FeatureName(other)._order()
+
+    def __gt__(self, other):
+        return FeatureName(other) < self
+
+    def __le__(self, other):
+        return not self > other
+
+    def __ge__(self, other):
+        return not self < other
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureMap:
     """One output of a `features_only` backbone: named 'stride_<stride>', the output of trunk layer `layer`."""
@@ -126,7 +148,8 @@ def feature_maps(arch, width_multiplier=1.0):
     for layer in trunk(arch, width_multiplier):
         if layer.name != "head_conv" or arch.head_conv_expansion:
             last[layer.stride] = layer
-    return [FeatureMap(f"stride_{stride}", stride, layer.channels, layer.name) for stride, layer in last.items()]
+    return [FeatureMap(FeatureName(f"stride_{stride}"), stride, layer.channels, layer.name)
+            for stride, layer in last.items()]
 
 
 def selected_features(maps, out_indices, name):

@@ -1,7 +1,7 @@
 """Every model name goes through here: `list_models()` and `build_model(name, ...)` (the names and
 their tables are `mobilenets.models.zoo`)."""
 
-from mobilenets.errors import ModelError
+from mobilenets.errors import ConfigError, ModelError
 from mobilenets.models import builder, timm_weights, zoo
 from mobilenets.models.zoo import MODELS
 
@@ -38,7 +38,7 @@ def build_model(
     expansion=None,
     groups=None,
     condense_factor=4,
-    normalization="inception",
+    normalization=None,
     bn_momentum=0.99,
     weights=None,
     drop_path_rate=0.0,
@@ -46,8 +46,8 @@ def build_model(
     pooling=None,
     features_only=False,
     out_indices=None,
-    bn_epsilon=1e-3,
-    padding="same",
+    bn_epsilon=None,
+    padding=None,
 ):
     """Builds a registered model; it takes raw 0..255 pixels and returns logits, or features (a backbone).
 
@@ -58,9 +58,11 @@ def build_model(
     weights: None, 'imagenet' or a keras.applications weights file (V1/V2/V3 only), or timm's weights
         (MobileNetV4, V3; mobilenets.models.timm_weights): a model.safetensors file or a hub id such as
         'timm/mobilenetv4_conv_small.e2400_r224_in1k'. The model is then built as the checkpoint was
-        trained: its normalization, bn_epsilon 1e-5, symmetric padding and (input_shape None) input size.
-    bn_epsilon: BatchNorm epsilon (keras.applications' 1e-3; PyTorch's 1e-5). padding: of strided convs,
-        'same' (TensorFlow's) or 'symmetric' (PyTorch's).
+        trained: its normalization, bn_epsilon 1e-5, symmetric padding and (input_shape None) input size;
+        any of these three given otherwise is a one-line ConfigError.
+    normalization: of the raw pixels, in the first layer (default 'inception': [-1, 1]).
+    bn_epsilon: BatchNorm epsilon (default keras.applications' 1e-3; PyTorch's 1e-5). padding: of strided
+        convs, 'same' (TensorFlow's, the default) or 'symmetric' (PyTorch's).
     drop_path_rate: stochastic depth of the last block, linear over depth (builder.build).
 
     Backbones, as keras.applications and timm build them, with the classifier's layer names (its
@@ -78,9 +80,17 @@ def build_model(
     checkpoint = None
     if weights is not None and timm_weights.is_timm_source(weights):  # built the way the checkpoint was trained
         checkpoint, settings = timm_weights.prepare(weights, name)
+        given = {"normalization": normalization, "bn_epsilon": bn_epsilon, "padding": padding}
+        for key, needed in settings.build_kwargs().items():
+            if given[key] is not None and not _same(given[key], needed):
+                raise ConfigError(f"{weights} needs {key}={needed!r} (its model was trained so), not "
+                                  f"{key}={given[key]!r}: drop {key}= and it is built so")
         normalization, bn_epsilon, padding = settings.normalization, settings.bn_epsilon, settings.padding
         if config == "imagenet" and input_shape is None:
             input_shape = (settings.input_size, settings.input_size, 3)
+    normalization = "inception" if normalization is None else normalization
+    bn_epsilon = 1e-3 if bn_epsilon is None else bn_epsilon
+    padding = "same" if padding is None else padding
     if not (isinstance(bn_epsilon, (int, float)) and bn_epsilon > 0):
         raise ModelError(f"bn_epsilon must be a positive number, got {bn_epsilon!r}")
     input_shape = tuple(input_shape or native_input_shape(name, config))
@@ -118,6 +128,15 @@ def build_model(
         classes = num_classes if builder.has_classifier(model) else None  # a backbone takes no classifier
         pretrained.load_keras_applications_weights(model, name, weights, width_multiplier, input_shape, classes)
     return model
+
+
+def _same(given, needed):
+    """Whether a build argument given is the value a checkpoint needs (a (mean, std) pair as lists or tuples)."""
+    if isinstance(given, str) or isinstance(needed, str):
+        return given == needed
+    if isinstance(given, (list, tuple)) and isinstance(needed, (list, tuple)):
+        return len(given) == len(needed) and all(_same(a, b) for a, b in zip(given, needed))
+    return given == needed
 
 
 def feature_maps(name, width_multiplier=1.0, config="imagenet", expansion=None):

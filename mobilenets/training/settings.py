@@ -25,9 +25,12 @@ it fills.
 timm's weights (model.weights a .safetensors file or hub id, mobilenets.models.timm_weights) set how the
 model is built, as the checkpoint was trained: its normalization, bn_epsilon 1e-5, symmetric padding,
 and its input size unless the command (a --set or the config file) sets model.input_size. A hub id is
-downloaded here (or found in the cache), so that offline fails at once, before TensorFlow loads.
+downloaded here (or found in the cache), so that offline fails at once, before TensorFlow loads. A run that
+resumes takes these from its own config.json when the file is gone (moved, or the hub out of reach): its
+checkpoint holds the weights.
 """
 
+import glob
 import os
 
 import numpy as np
@@ -35,10 +38,11 @@ import numpy as np
 from hparams import Config, apply_overrides, default_preset_for_model, get_preset
 from hparams.config import read_config_file
 from mobilenets.data.layout import class_image_counts, is_flat
-from mobilenets.errors import ConfigError
+from mobilenets.errors import CheckpointError, ConfigError
 
 HELD_OUT_BY_DEFAULT = {"folder": 0.2, "npz": 0.15}  # the finetune preset's; the npz source's
 MIN_STEPS_PER_EPOCH, MIN_BATCH_SIZE = 16, 16
+RUNS_ROOT, RUN_CONFIG = "runs", "config.json"  # training.rundir.DEFAULT_ROOT, runs.CONFIG_FILE (both load TensorFlow)
 
 
 def _base(model, preset, file_data):
@@ -100,7 +104,13 @@ def _built_for_timm_weights(config, file_data, overrides):
     weights = config.model.weights
     if not weights or not timm_weights.is_timm_source(weights):
         return config
-    _, settings = timm_weights.prepare(weights, config.model.name)
+    try:
+        _, settings = timm_weights.prepare(weights, config.model.name)
+    except CheckpointError:
+        resumed = _built_as_the_run_it_resumes(config, file_data, overrides)
+        if resumed is None:
+            raise
+        return resumed
     if not isinstance(settings.normalization, str):
         raise ConfigError(f"{weights} normalizes with mean/std {settings.normalization} (0..255), which no "
                           f"model.normalization choice matches; build it with build_model(weights=...) instead")
@@ -108,6 +118,30 @@ def _built_for_timm_weights(config, file_data, overrides):
     if not _set_by_command("model", "input_size", file_data, overrides):
         changes["model.input_size"] = settings.input_size
     return apply_overrides(config, changes)
+
+
+def _built_as_the_run_it_resumes(config, file_data, overrides):
+    """`config` with the model settings timm's weights gave the run it resumes (that run's config.json), when the
+    run started from the same model.weights and holds a checkpoint; else None."""
+    keys = ["normalization", "bn_epsilon", "padding"]
+    if not _set_by_command("model", "input_size", file_data, overrides):
+        keys.append("input_size")
+    default = os.path.join(RUNS_ROOT, glob.escape(f"{config.model.name}-{config.data.dataset}-") + "*")
+    run_dirs = glob.escape(config.run.run_dir) if config.run.run_dir else default
+    for path in sorted(glob.glob(os.path.join(run_dirs, RUN_CONFIG))):
+        try:
+            earlier = Config.load(path)
+        except ConfigError:
+            continue
+        if (earlier.model.name, earlier.model.weights) != (config.model.name, config.model.weights):
+            continue
+        resumed = apply_overrides(config, {f"model.{key}": getattr(earlier.model, key) for key in keys})
+        from mobilenets.training.rundir import has_checkpoint, resolve_run_dir  # TensorFlow: the training follows
+
+        run_dir = os.path.abspath(os.path.dirname(path))
+        if has_checkpoint(run_dir) and os.path.abspath(resolve_run_dir(resumed).run.run_dir) == run_dir:
+            return resumed
+    return None
 
 
 def _holds_out_by_default(config, file_data, overrides):
