@@ -4,6 +4,8 @@
     python benchmarks/pareto.py --models mobilenetv2 mobilenetv2_lgc --widths 0.5 --seeds 0 1 2
     python benchmarks/pareto.py --budget-cpu-minutes 2 --seeds 0 # a smaller budget
     python benchmarks/pareto.py --epochs 1 --steps-per-epoch 5   # fixed length instead of a budget (smoke runs)
+    python benchmarks/pareto.py --models mobilenetv2 --widths 0.5 --seeds 0 --budget-cpu-minutes 30 \
+        --set regularization.label_smoothing=0.1 --out /tmp/ls01  # a recipe variant, scored as files
 
 Each point (model, width, seed) trains through the trainer on the 85% training split of
 `cifar10_real_5k.npz` (validation split seed 0, as benchmarks/recipe_budget.py and
@@ -84,9 +86,9 @@ PRECISIONS = {"float32": "none", "int8": "int8"}
 POINT_FILE, TRAINING_FILE = "point.json", "training.json"
 FIELDS = ("model", "width", "seed", "madds", "madds_deployed", "params", "keras_top1", "float32_top1", "int8_top1",
           "float32_ms", "int8_ms", "recipe", "budget_cpu_minutes", "epochs", "steps_per_epoch", "train_cpu_minutes",
-          "held_out_images")
+          "held_out_images", "train_steps", "step_cpu_ms")
 AVERAGED = ("madds", "madds_deployed", "params", "keras_top1", "float32_top1", "int8_top1", "float32_ms", "int8_ms",
-            "train_cpu_minutes")
+            "train_cpu_minutes", "step_cpu_ms")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +111,9 @@ class Point:
         return os.path.join(self.directory(out), name)
 
 
-def recipe_of(model):
-    return RECIPES.get(model, DEFAULT_RECIPE)
+def recipe_of(model, args=None):
+    """--recipe when given, else the preset that suits the model (RECIPES)."""
+    return (args and args.recipe) or RECIPES.get(model, DEFAULT_RECIPE)
 
 
 def read_json(path):
@@ -129,7 +132,7 @@ def recipe_config(point, run_dir, args, epochs, steps_per_epoch=None, validation
     (the warm-up keeps its share of the preset's epochs); validated once, after the last epoch."""
     from hparams import apply_overrides, get_preset
 
-    preset = get_preset(recipe_of(point.model))
+    preset = get_preset(recipe_of(point.model, args))
     warmup = preset.schedule.warmup_epochs * epochs / preset.schedule.epochs
     overrides = [
         *split_overrides(run_dir, args.data), f"model.name={point.model}", f"model.width_multiplier={point.width}",
@@ -140,7 +143,7 @@ def recipe_config(point, run_dir, args, epochs, steps_per_epoch=None, validation
         overrides.append(f"run.steps_per_epoch={steps_per_epoch}")
     if validation_fraction is not None:
         overrides.append(f"data.validation_fraction={validation_fraction}")
-    return apply_overrides(preset, overrides)
+    return apply_overrides(preset, [*overrides, *args.overrides])
 
 
 def quiet(*_):
@@ -176,7 +179,7 @@ def probe(point, args):
     steps = [later - earlier for earlier, later in zip(clock.ends[1:], clock.ends[2:])]
     measured = {"step_cpu_seconds": statistics.median(steps), "first_step_cpu_seconds": clock.ends[0] - clock.start,
                 "steps_timed": len(steps), "probe_cpu_seconds": time.process_time() - clock.start,
-                "recipe": recipe_of(point.model), "threads": args.threads}
+                "recipe": recipe_of(point.model, args), "overrides": args.overrides, "threads": args.threads}
     write_json(path, measured)
     return measured
 
@@ -219,9 +222,14 @@ def train_point(point, args):
         def __init__(self):
             super().__init__()
             self.before, self.start = ledger["cpu_seconds"], time.process_time()
+            self.steps = ledger.get("steps_done", 0)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.steps += 1
 
         def on_epoch_end(self, epoch, logs=None):
-            ledger.update(cpu_seconds=self.before + time.process_time() - self.start, epochs_done=epoch + 1)
+            ledger.update(cpu_seconds=self.before + time.process_time() - self.start, epochs_done=epoch + 1,
+                          steps_done=self.steps)
             write_json(ledger_path, ledger)
 
     callbacks, stop = [Ledger()], None
@@ -270,9 +278,11 @@ def score_point(point, args, ledger, files):
     record = {
         "model": point.model, "width": point.width, "seed": point.seed, "madds": cost.madds, "params": cost.params,
         "madds_deployed": deployed_madds(files["float32"][1], model), "keras_top1": keras_metrics.top1,
-        "held_out_images": keras_metrics.num_images, "recipe": recipe_of(point.model),
+        "held_out_images": keras_metrics.num_images, "recipe": recipe_of(point.model, args),
+        "overrides": args.overrides,
         "budget_cpu_minutes": args.budget_cpu_minutes if not args.epochs else None, "epochs": ledger.get("epochs"),
         "steps_per_epoch": ledger.get("steps_per_epoch"), "train_cpu_minutes": ledger["cpu_seconds"] / 60,
+        "train_steps": ledger.get("steps_done"),
         "stopped_by_budget_at": ledger.get("stopped_by_budget_at"),
     }
     for precision, (path, note) in files.items():
@@ -327,6 +337,9 @@ def worker_command(point, args):
     command = [sys.executable, os.path.abspath(__file__), "--point", point.model, f"{point.width:g}", str(point.seed),
                "--data", args.data, "--out", args.out, "--budget-cpu-minutes", f"{args.budget_cpu_minutes:g}",
                "--threads", str(args.threads)]
+    if args.recipe:
+        command += ["--recipe", args.recipe]
+    command += [f"--set={override}" for override in args.overrides]
     if args.epochs:
         command += ["--epochs", str(args.epochs)]
     if args.steps_per_epoch:
@@ -403,8 +416,8 @@ def summarize(rows):
     for (model, width), members in groups.items():
         entry = {"model": model, "width": width, "seeds": len(members), "recipe": members[0]["recipe"]}
         for key in AVERAGED:
-            values = [float(member[key]) for member in members]
-            entry[f"{key}_mean"] = statistics.fmean(values)
+            values = [float(member[key]) for member in members if member.get(key) not in (None, "")]
+            entry[f"{key}_mean"] = statistics.fmean(values) if values else None
             entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         summary.append(entry)
     return summary
@@ -430,6 +443,9 @@ def against_dense(summary):
     for entry in summary:
         if entry["model"] not in COMPARED:
             continue
+        same = by_width.get(entry["width"])
+        entry["step_vs_dense"] = (entry["step_cpu_ms_mean"] / same["step_cpu_ms_mean"]
+                                  if same and entry["step_cpu_ms_mean"] and same["step_cpu_ms_mean"] else None)
         for precision in PRECISIONS:
             same = by_width.get(entry["width"])
             entry[f"{precision}_ms_vs_dense"] = (entry[f"{precision}_ms_mean"] / same[f"{precision}_ms_mean"]
@@ -440,7 +456,15 @@ def against_dense(summary):
     return summary
 
 
-COMPARISON_FIELDS = tuple(f"{p}_{k}_vs_dense" for p in PRECISIONS for k in ("ms", "top1"))
+COMPARISON_FIELDS = (*(f"{p}_{k}_vs_dense" for p in PRECISIONS for k in ("ms", "top1")), "step_vs_dense")
+
+
+def step_cpu_ms(row):
+    """CPU-milliseconds per training step over the whole run (tracing, checkpoints and the last validation
+    included); None when the steps are not known (a point from before `train_steps` was recorded, trained in
+    whole epochs)."""
+    steps = row.get("train_steps") or (row["epochs"] * row["steps_per_epoch"] if row.get("steps_per_epoch") else None)
+    return 60000 * row["train_cpu_minutes"] / steps if steps and row.get("train_cpu_minutes") else None
 
 
 def write_csv(path, rows, fields):
@@ -527,6 +551,8 @@ def report(points, args):
         print("no finished points to report")
         return rows
     time_files(rows, args)
+    for row in rows:
+        row["step_cpu_ms"] = step_cpu_ms(row)
     write_csv(os.path.join(args.out, "pareto.csv"), rows, FIELDS)
     summary = against_dense(summarize(rows))
     write_csv(os.path.join(args.out, "summary.csv"), summary,
@@ -544,7 +570,8 @@ def report(points, args):
         if e["model"] in COMPARED:
             print(f"{e['model']} {e['width']:g} against {DENSE_REFERENCE}: " + "; ".join(
                 f"{precision} latency {ratio(e[f'{precision}_ms_vs_dense'])} of the same width, top-1 "
-                f"{signed(e[f'{precision}_top1_vs_dense'])} at equal latency" for precision in PRECISIONS))
+                f"{signed(e[f'{precision}_top1_vs_dense'])} at equal latency" for precision in PRECISIONS)
+                + f"; a training step {ratio(e['step_vs_dense'])} of the same width's")
     if importlib.util.find_spec("matplotlib") is None:
         print("matplotlib is not installed: no plot")
         return rows
@@ -568,6 +595,10 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow and LiteRT threads per process")
     parser.add_argument("--runs", type=int, default=100, help="timed invokes per file (median)")
     parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--recipe", default=None, help="this preset for every point instead of RECIPES' choice")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="an override of every point's recipe, after the split's (repeatable); a variant of a "
+                        "recipe gets its own --out, since the probes there are timed with its settings")
     parser.add_argument("--point", nargs=3, metavar=("MODEL", "WIDTH", "SEED"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out = os.path.abspath(args.out)
