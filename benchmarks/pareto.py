@@ -445,7 +445,7 @@ def against_dense(summary):
             continue
         same = by_width.get(entry["width"])
         entry["step_vs_dense"] = (entry["step_cpu_ms_mean"] / same["step_cpu_ms_mean"]
-                                  if same and entry["step_cpu_ms_mean"] and same["step_cpu_ms_mean"] else None)
+                                  if same and entry.get("step_cpu_ms_mean") and same.get("step_cpu_ms_mean") else None)
         for precision in PRECISIONS:
             same = by_width.get(entry["width"])
             entry[f"{precision}_ms_vs_dense"] = (entry[f"{precision}_ms_mean"] / same[f"{precision}_ms_mean"]

@@ -14,7 +14,6 @@ import pathlib
 import pickle
 import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -64,9 +63,11 @@ def images_and_labels(count=8, seed=0):
 
 
 # train.py is one path for every model; its sweep takes the kinds whose training differs (plain, condensing,
-# squeeze-excite, V4's blocks and attention). test_models.py::test_every_model_trains_saves_and_reloads takes
-# Adam steps on every model under test (every variable gets a gradient, the loss falls).
-@pytest.mark.parametrize("name", models_under_test(leave_out=("mobilenetv1", "mobilenetv2_gc_lgc", "igcv3")))
+# squeeze-excite, V4's blocks). test_models.py::test_every_model_trains_saves_and_reloads takes Adam steps on
+# every model under test (every variable gets a gradient, the loss falls), attention included: Hybrid-Large,
+# eager here, took 30 s of the suite's 15-minute budget.
+@pytest.mark.parametrize("name", models_under_test(leave_out=("mobilenetv1", "mobilenetv2_gc_lgc", "igcv3",
+                                                              "mobilenetv4_hybrid_large")))
 def test_every_model_trains_from_the_command_line_and_its_loss_falls_on_images_it_did_not_step_on(name, tmp_path):
     # train.py's main in this process, run eagerly (no tracing keeps every model cheap): 3 epochs of 2 steps of
     # 16 on 32 synthetic images, validated after each on 32 others (the validation split: the classes' colours,
@@ -359,35 +360,6 @@ def test_mirrored_strategy_on_two_devices_matches_one_device_at_the_same_global_
     report = json.loads(result.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(report["two"], report["one"], rtol=1e-5)
     assert report["replicas"] == 2 and report["masks_equal"] and report["sparsity"] == pytest.approx(0.25)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_worker_run_on_localhost_completes(tmp_path):
-    workers = [f"127.0.0.1:{free_port()}" for _ in range(2)]
-    flags = ["--model", "mobilenetv1", "--dataset", "synthetic", "--epochs", "1", "--batch-size", "8", "--width",
-             "0.35", "--steps-per-epoch", "2", "--set", "model.config=imagenet", "--set", "data.synthetic_examples=32",
-             "--strategy", "multi_worker", "--run-dir", str(tmp_path / "run"), "--verbose", "0"]
-    processes = []
-    for index in range(2):
-        tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        processes.append(subprocess.Popen([sys.executable, str(ROOT / "train.py"), *flags], cwd=ROOT, text=True,
-                                          env={**ENV, "TF_CONFIG": json.dumps(tf_config)},
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    try:
-        outputs = [process.communicate(timeout=420)[0] for process in processes]
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-2000:] for o in outputs)
-    assert "on 2 replica(s)" in outputs[0] and "done: 1 epoch," in outputs[0]
-    assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-1")
-    assert sorted(os.listdir(tmp_path)) == ["run"]  # the other worker's checkpoints went to a temporary place
 
 
 # ----- runs as users start them (issue 12) ---------------------------------------------------------
